@@ -1,0 +1,16 @@
+/* ember: a deep-learning framework in C11. One include for the whole public API. */
+#ifndef EMBER_H
+#define EMBER_H
+
+#include "ember/error.h"
+#include "ember/arena.h"
+#include "ember/tensor.h"
+#include "ember/autograd.h"
+#include "ember/ops.h"
+#include "ember/nn.h"
+#include "ember/optim.h"
+#include "ember/data.h"
+#include "ember/safetensors.h"
+#include "ember/runtime.h"
+
+#endif

@@ -1,0 +1,87 @@
+/* Reverse-mode autodiff on a define-by-run tape. Each op that has an input requiring a
+ * gradient appends a node (inputs, output, backward function, saved context) to the
+ * tape of the current thread; em_backward walks it in reverse. Nodes, saved tensors and
+ * non-parameter gradients live in the step arena; em_step_end forgets them all. */
+#ifndef EMBER_AUTOGRAD_H
+#define EMBER_AUTOGRAD_H
+
+#include "ember/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EM_NODE_MAX_INPUTS 4
+
+typedef void (*em_backward_fn)(em_node *node);
+
+struct em_node {
+    const char *op;
+    em_tensor *out;
+    em_tensor *in[EM_NODE_MAX_INPUTS];
+    int n_in;
+    em_backward_fn backward;
+    void *saved;         /* op-specific context, allocated in the step arena */
+    float f[4];          /* small scalar parameters of the op */
+    int64_t i[2 * EM_MAX_DIMS];
+};
+
+/* The arena of the current step on this thread (created on first use). */
+em_arena *em_step_arena(void);
+/* Ends a step: forgets the tape and resets the step arena. Parameter gradients stay. */
+void em_step_end(void);
+
+bool em_grad_enabled(void);
+/* Returns the previous setting. Evaluation and inference run with it off: ops record
+ * nothing and outputs never require gradients. */
+bool em_set_grad_enabled(bool enabled);
+
+/* Called by an op after computing `out`: when gradients are on and some input requires
+ * one, marks `out` as requiring a gradient, appends a node and returns it so that the
+ * op can save context; otherwise returns NULL and the op saves nothing. */
+em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *in,
+                   em_backward_fn backward);
+
+/* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backward,
+ * accumulating into .grad of every tensor that requires one. */
+int em_backward(em_tensor *loss);
+/* Same with an explicit upstream gradient (dense, loss->numel floats). */
+int em_backward_with(em_tensor *root, const float *grad_out);
+
+/* Gradient buffer of t for accumulation, zero-filled on first use. */
+float *em_grad_buffer(em_tensor *t);
+/* Sets a parameter's gradient to zero. */
+void em_zero_grad(em_tensor *t);
+
+size_t em_tape_length(void);
+
+/* ---- gradient checking (public API) --------------------------------------------
+ * fn computes an output from `inputs` (and from anything else it closes over through
+ * `user`). Non-scalar outputs are reduced to sum(out * w) with fixed pseudo-random
+ * weights w, so every output element is checked. For each input the analytic gradient
+ * from em_backward is compared with central differences (x ± eps, accumulated in
+ * double). */
+typedef em_tensor *(*em_gradcheck_fn)(void *user, em_tensor *const *inputs, int n_inputs);
+
+typedef struct em_gradcheck_report {
+    double worst_rel_error[16];  /* per input (first 16) */
+    double worst_abs_error[16];
+    double max_rel_error;        /* over all inputs */
+    int worst_input;
+    int64_t worst_index;
+    double analytic;             /* at the worst element */
+    double numeric;
+    int64_t checked;             /* elements compared */
+} em_gradcheck_report;
+
+/* eps: step (1e-2 suits float32 ops of unit scale). max_per_input: elements probed
+ * per input (<= 0 means all). Error = |a - n| / max(|a|, |n|, atol_floor) with
+ * atol_floor = 1e-3 so that gradients near zero compare absolutely. Inputs must
+ * require gradients. Returns EM_OK or EM_ERR if fn fails. */
+int em_gradcheck(em_gradcheck_fn fn, void *user, em_tensor *const *inputs, int n_inputs,
+                 double eps, int64_t max_per_input, em_gradcheck_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,67 @@
+/* Datasets held in memory as they are on disk (bytes for images: a 60k Fashion-MNIST
+ * set is 47 MB, not 188), converted to float32 one batch at a time. */
+#ifndef EMBER_DATA_H
+#define EMBER_DATA_H
+
+#include "ember/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum em_split { EM_SPLIT_TRAIN = 0, EM_SPLIT_TEST = 1 } em_split;
+
+typedef struct em_dataset {
+    int64_t count;                   /* examples */
+    int item_ndim;                   /* shape of one example, e.g. 1 {784} or 3 {1,28,28} */
+    int64_t item_shape[EM_MAX_DIMS];
+    int64_t item_numel;
+    const uint8_t *pixels;           /* count*item_numel bytes, scaled by 1/255; or */
+    const float *features;           /* count*item_numel floats (CSV) */
+    const int32_t *labels;           /* count class indices */
+    int num_classes;
+    const char *const *class_names;  /* num_classes entries or NULL */
+    char source[256];                /* for messages: the file(s) it came from */
+    void *storage;                   /* owned memory */
+} em_dataset;
+
+/* IDX files (MNIST format), plain or gzip-compressed (by magic, not by name). */
+em_dataset *em_dataset_load_idx(const char *images_path, const char *labels_path);
+/* Numeric CSV: one example per line, the label in label_column (-1: last column),
+ * a header line detected and skipped. Labels must be integers >= 0. */
+em_dataset *em_dataset_load_csv(const char *path, int label_column);
+/* "fashion-mnist" (Debian's dataset-fashion-mnist, or $EMBER_DATA_DIR), "mnist",
+ * "idx:IMAGES,LABELS" (split ignored), "csv:FILE" (split ignored). */
+em_dataset *em_dataset_open(const char *spec, em_split split, int label_column);
+void em_dataset_free(em_dataset *ds);
+/* The examples at idx[0..n) as a float tensor [n, item_shape...] and their labels. */
+em_tensor *em_dataset_gather(const em_dataset *ds, const int64_t *idx, int64_t n,
+                             em_arena *arena, int32_t *labels_out);
+/* Reshapes items (e.g. 784 features to 1x28x28); numel must agree. */
+int em_dataset_set_item_shape(em_dataset *ds, int ndim, const int64_t *shape);
+
+/* ---- batching ---------------------------------------------------------------------- */
+typedef struct em_batch {
+    em_tensor *x;       /* [n, item_shape...] in the step arena */
+    const int32_t *y;   /* n labels, valid until the next call */
+    int64_t n;
+    int64_t index;      /* batch number within the epoch */
+} em_batch;
+
+typedef struct em_loader em_loader;
+
+/* Visits every example once per epoch, in file order or shuffled with a seeded
+ * generator; the last partial batch is included. */
+em_loader *em_loader_new(const em_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed);
+void em_loader_free(em_loader *l);
+/* Fills b with the next batch; false at the end of the epoch. */
+bool em_loader_next(em_loader *l, em_batch *b);
+/* Starts the next epoch (reshuffling when shuffling). */
+void em_loader_reset(em_loader *l);
+int64_t em_loader_batches(const em_loader *l);
+em_rng *em_loader_rng(em_loader *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

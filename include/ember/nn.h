@@ -1,0 +1,68 @@
+/* Models: a sequence of layers with PyTorch-style parameter names ("0.weight",
+ * "0.bias", weight [out, in]), built from the C API or from a model description file
+ * (see models/*.ember and the README). Each layer's forward is a composition of ops,
+ * so backward comes from the tape. */
+#ifndef EMBER_NN_H
+#define EMBER_NN_H
+
+#include "ember/ops.h"
+#include "ember/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct em_model em_model;
+
+/* A named tensor of a model: a parameter (trainable unless frozen) or a buffer
+ * (like batch norm's running mean: saved, never trained). */
+typedef struct em_named_tensor {
+    const char *name;
+    em_tensor *tensor;
+    bool is_buffer;
+} em_named_tensor;
+
+/* ---- building from C ------------------------------------------------------------
+ * input_shape excludes the batch dimension ({784} or {1, 28, 28}). The seed fixes
+ * initialisation (PyTorch's default schemes) and dropout masks. */
+em_model *em_model_new(int input_ndim, const int64_t *input_shape, uint64_t seed);
+/* Each add returns EM_OK or EM_ERR (e.g. a linear after a 3-D output without flatten). */
+int em_model_add_linear(em_model *m, int64_t out_features, bool bias);
+int em_model_add_activation(em_model *m, em_activation act, float param);
+int em_model_add_flatten(em_model *m);
+
+/* ---- from a description ----------------------------------------------------------
+ * `source` names the text in error messages ("models/mlp.ember:3: ..."). */
+em_model *em_model_parse(const char *text, const char *source, uint64_t seed);
+em_model *em_model_load(const char *path, uint64_t seed);
+/* The description text the model was built from (regenerated for C-built models). */
+const char *em_model_description(const em_model *m);
+
+void em_model_free(em_model *m);
+
+/* ---- running ---------------------------------------------------------------------- */
+/* x: [N, input_shape...]. Records on the tape when gradients are on. */
+em_tensor *em_forward(em_model *m, em_tensor *x);
+/* Training mode (dropout active, batch statistics) vs evaluation. Default: training. */
+void em_model_set_training(em_model *m, bool training);
+bool em_model_is_training(const em_model *m);
+
+/* ---- introspection ---------------------------------------------------------------- */
+/* Parameters and buffers in PyTorch's state_dict order. The array belongs to m. */
+const em_named_tensor *em_model_state(const em_model *m, int *count);
+em_tensor *em_model_find(const em_model *m, const char *name);
+int64_t em_model_param_count(const em_model *m);     /* trainable scalars */
+int em_model_output_shape(const em_model *m, int64_t *shape); /* returns ndim, no batch */
+int em_model_input_shape(const em_model *m, int64_t *shape);
+/* One line per layer with output shape and parameter count. */
+void em_model_summary(const em_model *m, FILE *out);
+void em_model_zero_grad(em_model *m);
+/* The arena holding the model's parameters (optimizers allocate their state beside). */
+em_arena *em_model_arena(const em_model *m);
+/* The model's random generator (dropout), part of a checkpoint's state. */
+em_rng *em_model_rng(em_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
