@@ -1,0 +1,149 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/autograd.h"
+#include "ember/error.h"
+#include "autograd/step_arena.h"
+
+/* Nodes are linked backwards so that the tape needs no growing array. */
+typedef struct tape_entry {
+    em_node node; /* first member: an em_node* is a tape_entry* */
+    struct tape_entry *prev;
+} tape_entry;
+
+typedef struct tape_state {
+    em_arena *arena;
+    tape_entry *last;
+    size_t length;
+    bool grad_disabled; /* zero-initialised thread-local: gradients on by default */
+} tape_state;
+
+static _Thread_local tape_state tape;
+
+em_arena *em_step_arena(void)
+{
+    if (!tape.arena)
+        tape.arena = em_arena_create(0);
+    return tape.arena;
+}
+
+em_arena *em_swap_step_arena(em_arena *arena)
+{
+    em_arena *previous = tape.arena;
+    tape.arena = arena;
+    return previous;
+}
+
+void em_step_end(void)
+{
+    tape.last = NULL;
+    tape.length = 0;
+    if (tape.arena)
+        em_arena_reset(tape.arena);
+}
+
+void em_release_thread_state(void)
+{
+    tape.last = NULL;
+    tape.length = 0;
+    em_arena_destroy(tape.arena);
+    tape.arena = NULL;
+}
+
+bool em_grad_enabled(void) { return !tape.grad_disabled; }
+
+bool em_set_grad_enabled(bool enabled)
+{
+    bool previous = !tape.grad_disabled;
+    tape.grad_disabled = !enabled;
+    return previous;
+}
+
+size_t em_tape_length(void) { return tape.length; }
+
+em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *in,
+                   em_backward_fn backward)
+{
+    if (tape.grad_disabled || !out)
+        return NULL;
+    bool needed = false;
+    for (int i = 0; i < n_in; i++)
+        needed |= in[i] && in[i]->requires_grad;
+    if (!needed)
+        return NULL;
+    tape_entry *e = em_arena_alloc(em_step_arena(), sizeof *e);
+    if (!e)
+        return NULL; /* the error is set; backward will report the broken tape */
+    memset(e, 0, sizeof *e);
+    e->node.op = op;
+    e->node.out = out;
+    e->node.n_in = n_in;
+    for (int i = 0; i < n_in; i++)
+        e->node.in[i] = in[i];
+    e->node.backward = backward;
+    e->prev = tape.last;
+    tape.last = e;
+    tape.length++;
+    out->requires_grad = true;
+    out->creator = &e->node;
+    return &e->node;
+}
+
+float *em_grad_buffer(em_tensor *t)
+{
+    if (!t->grad)
+        t->grad = em_arena_calloc(em_step_arena(), (size_t)t->numel, sizeof(float));
+    return t->grad;
+}
+
+void em_zero_grad(em_tensor *t)
+{
+    if (t->grad)
+        memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+}
+
+int em_backward_with(em_tensor *root, const float *grad_out)
+{
+    if (!root)
+        return em_error("backward of a NULL tensor (an earlier op failed: %s)", ember_last_error());
+    if (!root->requires_grad)
+        return em_error("backward: the tensor %s does not require a gradient (no parameter or "
+                        "input with requires_grad contributed to it, or gradients were off)",
+                        em_shape_str(root));
+    /* Gradients of intermediate results from an earlier backward over this tape must not
+     * leak into this one; leaves keep accumulating, as in PyTorch. */
+    for (tape_entry *e = tape.last; e; e = e->prev)
+        e->node.out->grad = NULL;
+    float *g = em_grad_buffer(root);
+    if (!g)
+        return EM_ERR;
+    for (int64_t i = 0; i < root->numel; i++)
+        g[i] += grad_out[i];
+
+    bool previous = em_set_grad_enabled(false);
+    for (tape_entry *e = tape.last; e; e = e->prev) {
+        em_node *n = &e->node;
+        if (!n->out->grad || !n->backward)
+            continue;
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] && n->in[i]->requires_grad && !em_grad_buffer(n->in[i])) {
+                em_set_grad_enabled(previous);
+                return em_error_prefix("backward of %s: ", n->op);
+            }
+        n->backward(n);
+    }
+    em_set_grad_enabled(previous);
+    return EM_OK;
+}
+
+int em_backward(em_tensor *loss)
+{
+    if (!loss)
+        return em_error("backward of a NULL loss (an earlier op failed: %s)", ember_last_error());
+    if (loss->numel != 1)
+        return em_error("backward needs a scalar loss, got shape %s; reduce it with em_sum_all "
+                        "or em_mean_all, or use em_backward_with",
+                        em_shape_str(loss));
+    const float one = 1.0f;
+    return em_backward_with(loss, &one);
+}

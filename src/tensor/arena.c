@@ -1,0 +1,165 @@
+#include "ember/arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/error.h"
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t capacity;
+    size_t used;
+    unsigned char *base; /* aligned start of the usable bytes */
+} chunk;
+
+struct em_arena {
+    chunk *head;          /* chunk being filled */
+    size_t chunk_bytes;
+    size_t used;          /* since reset, over all chunks */
+    size_t reserved;
+    size_t system_allocs;
+};
+
+#define DEFAULT_CHUNK ((size_t)1 << 20)
+
+static long failure_countdown = -1;
+
+void em_arena_inject_failure_after(long n) { failure_countdown = n; }
+
+static void *system_alloc(size_t bytes)
+{
+    if (failure_countdown == 0)
+        return NULL;
+    if (failure_countdown > 0)
+        failure_countdown--;
+    return malloc(bytes);
+}
+
+static chunk *chunk_new(em_arena *a, size_t min_bytes)
+{
+    size_t capacity = a->chunk_bytes > min_bytes ? a->chunk_bytes : min_bytes;
+    if (capacity > SIZE_MAX - sizeof(chunk) - EM_ALIGN)
+        return NULL;
+    chunk *c = system_alloc(sizeof(chunk) + capacity + EM_ALIGN);
+    if (!c)
+        return NULL;
+    uintptr_t start = (uintptr_t)(c + 1);
+    start = (start + EM_ALIGN - 1) & ~(uintptr_t)(EM_ALIGN - 1);
+    c->base = (unsigned char *)start;
+    c->capacity = capacity;
+    c->used = 0;
+    c->next = NULL;
+    a->reserved += capacity;
+    a->system_allocs++;
+    return c;
+}
+
+em_arena *em_arena_create(size_t chunk_bytes)
+{
+    em_arena *a = system_alloc(sizeof *a);
+    if (!a) {
+        em_error("out of memory creating an arena");
+        return NULL;
+    }
+    memset(a, 0, sizeof *a);
+    a->chunk_bytes = chunk_bytes ? chunk_bytes : DEFAULT_CHUNK;
+    return a;
+}
+
+void em_arena_destroy(em_arena *a)
+{
+    if (!a)
+        return;
+    for (chunk *c = a->head; c;) {
+        chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(a);
+}
+
+void *em_arena_alloc(em_arena *a, size_t bytes)
+{
+    size_t rounded = (bytes + EM_ALIGN - 1) & ~(size_t)(EM_ALIGN - 1);
+    if (rounded < bytes) {
+        em_error("allocation of %zu bytes overflows", bytes);
+        return NULL;
+    }
+    if (rounded == 0)
+        rounded = EM_ALIGN;
+    chunk *c = a->head;
+    if (!c || c->capacity - c->used < rounded) {
+        /* Later chunks (kept from before a reset) may have room. */
+        chunk *spare = c ? c->next : NULL;
+        if (spare && spare->used == 0 && spare->capacity >= rounded) {
+            c->next = spare->next;
+            spare->next = c;
+            a->head = spare;
+            c = spare;
+        } else {
+            chunk *fresh = chunk_new(a, rounded);
+            if (!fresh) {
+                em_error("out of memory: could not allocate %zu bytes", bytes);
+                return NULL;
+            }
+            fresh->next = c;
+            a->head = fresh;
+            c = fresh;
+        }
+    }
+    void *p = c->base + c->used;
+    c->used += rounded;
+    a->used += rounded;
+    return p;
+}
+
+void *em_arena_calloc(em_arena *a, size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size) {
+        em_error("allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    void *p = em_arena_alloc(a, count * size);
+    if (p)
+        memset(p, 0, count * size);
+    return p;
+}
+
+char *em_arena_strdup(em_arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = em_arena_alloc(a, n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+void em_arena_reset(em_arena *a)
+{
+    if (!a->head)
+        return;
+    /* Several chunks mean the last step outgrew the first one: replace them all by one
+     * chunk that holds the peak, so that steady-state steps need no new chunk. */
+    if (a->head->next) {
+        size_t peak = a->used > a->reserved ? a->used : a->reserved;
+        for (chunk *c = a->head; c;) {
+            chunk *next = c->next;
+            free(c);
+            c = next;
+        }
+        a->head = NULL;
+        a->reserved = 0;
+        size_t saved = a->chunk_bytes;
+        a->chunk_bytes = peak;
+        a->head = chunk_new(a, peak); /* on failure the next alloc retries small */
+        a->chunk_bytes = saved > peak ? saved : peak;
+    } else {
+        a->head->used = 0;
+    }
+    a->used = 0;
+}
+
+size_t em_arena_used(const em_arena *a) { return a->used; }
+size_t em_arena_reserved(const em_arena *a) { return a->reserved; }
+size_t em_arena_system_allocs(const em_arena *a) { return a->system_allocs; }
