@@ -12,5 +12,7 @@
 #include "ember/data.h"
 #include "ember/safetensors.h"
 #include "ember/runtime.h"
+#include "ember/checkpoint.h"
+#include "ember/train.h"
 
 #endif

@@ -30,6 +30,8 @@ struct em_node {
 em_arena *em_step_arena(void);
 /* Ends a step: forgets the tape and resets the step arena. Parameter gradients stay. */
 void em_step_end(void);
+/* Frees this thread's step arena (call before a thread exits, or at program end). */
+void em_release_thread_state(void);
 
 bool em_grad_enabled(void);
 /* Returns the previous setting. Evaluation and inference run with it off: ops record
@@ -41,6 +43,9 @@ bool em_set_grad_enabled(bool enabled);
  * op can save context; otherwise returns NULL and the op saves nothing. */
 em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *in,
                    em_backward_fn backward);
+/* Contract of a backward function: it runs with gradients off, node->out->grad holds
+ * d(root)/d(out) (dense), and every input with requires_grad already has a zeroed or
+ * partly accumulated .grad (dense) into which it must ADD its contribution. */
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backward,
  * accumulating into .grad of every tensor that requires one. */

@@ -1,0 +1,69 @@
+/* The training loop the CLI runs, usable from C: epochs over a dataset with an
+ * optimizer, evaluation on a test set, a progress bar or plain lines, a metrics file,
+ * a plot and a checkpoint. */
+#ifndef EMBER_TRAIN_H
+#define EMBER_TRAIN_H
+
+#include <stdio.h>
+
+#include "ember/data.h"
+#include "ember/nn.h"
+#include "ember/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum em_progress_mode {
+    EM_PROGRESS_AUTO = 0, /* a bar on a terminal, plain lines otherwise */
+    EM_PROGRESS_BAR,
+    EM_PROGRESS_LINES,
+    EM_PROGRESS_QUIET
+} em_progress_mode;
+
+typedef struct em_train_opts {
+    int epochs;
+    int64_t batch_size;
+    em_optim_kind optimizer;
+    em_optim_opts optim;
+    uint64_t seed;           /* data order (the model's own seed fixes its init) */
+    bool shuffle;
+    em_progress_mode progress;
+    FILE *log;               /* progress and epoch lines; NULL means stderr */
+    const char *save_path;   /* safetensors checkpoint written at the end, or NULL */
+    const char *plot_path;   /* PNG of loss per step and test accuracy, or NULL */
+    const char *metrics_path;/* CSV of per-step and per-epoch metrics, or NULL */
+    int64_t eval_batch_size; /* 0: a default */
+} em_train_opts;
+
+/* 1 epoch, batch 64, SGD lr 0.01 (em_optim_defaults), seed 0, shuffling on. */
+em_train_opts em_train_defaults(void);
+
+typedef struct em_epoch_stats {
+    int epoch;               /* 1-based */
+    double train_loss;       /* mean over the epoch's batches */
+    double test_loss;
+    double test_accuracy;    /* in [0, 1]; NaN without a test set */
+    double seconds;          /* training time of the epoch, evaluation excluded */
+    double samples_per_second;
+} em_epoch_stats;
+
+typedef struct em_train_result {
+    int epochs_run;
+    em_epoch_stats last;
+    double total_seconds;
+    int64_t steps;
+} em_train_result;
+
+/* test may be NULL. Stops with EM_ERR and a message naming the step if the loss
+ * becomes NaN or infinite. */
+int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const em_train_opts *opts,
+             em_train_result *result);
+
+/* Mean cross-entropy and accuracy of m on ds, in evaluation mode without gradients. */
+int em_evaluate(em_model *m, const em_dataset *ds, int64_t batch_size, double *loss, double *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
