@@ -1,6 +1,6 @@
 /* Models: a sequence of layers with PyTorch-style parameter names ("0.weight",
  * "0.bias", weight [out, in]), built from the C API or from a model description file
- * (see models/*.ember and the README). Each layer's forward is a composition of ops,
+ * (see models/NAME.ember and the README). Each layer's forward is a composition of ops,
  * so backward comes from the tape. */
 #ifndef EMBER_NN_H
 #define EMBER_NN_H
