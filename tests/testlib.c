@@ -14,6 +14,8 @@ double test_max_violation(const float *a, const float *b, int64_t n, double atol
 {
     double worst = 0.0;
     for (int64_t i = 0; i < n; i++) {
+        if (a[i] == b[i])
+            continue;
         double v = fabs((double)a[i] - (double)b[i]) / (atol + rtol * fabs((double)b[i]));
         if (!(v <= worst)) /* NaN counts as the worst */
             worst = isnan(v) ? INFINITY : v;
@@ -28,6 +30,8 @@ static int compare_dense(const char *what, const float *got, const float *want, 
     int64_t worst_i = -1;
     double worst = 0.0;
     for (int64_t i = 0; i < n; i++) {
+        if (got[i] == want[i])
+            continue;
         double v = fabs((double)got[i] - (double)want[i]) / (atol + rtol * fabs((double)want[i]));
         if (isnan(v) || v > worst) {
             worst = isnan(v) ? INFINITY : v;
