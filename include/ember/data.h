@@ -25,13 +25,18 @@ typedef struct em_dataset {
     void *storage;                   /* owned memory */
 } em_dataset;
 
-/* IDX files (MNIST format), plain or gzip-compressed (by magic, not by name). */
+/* IDX files (MNIST format), plain or gzip-compressed (by magic, not by name). Items are
+ * {1, rows, cols}: channels first for a convolution; flatten or linear takes them too. */
 em_dataset *em_dataset_load_idx(const char *images_path, const char *labels_path);
-/* Numeric CSV: one example per line, the label in label_column (-1: last column),
- * a header line detected and skipped. Labels must be integers >= 0. */
+/* Numeric CSV: one example per line, the label in label_column (0-based; negative counts
+ * from the end, -1 is the last column), a first line with a non-numeric cell taken as a
+ * header. Labels must be integers >= 0; num_classes is the largest label + 1. Messages
+ * number lines and columns from 1, as editors do. */
 em_dataset *em_dataset_load_csv(const char *path, int label_column);
 /* "fashion-mnist" (Debian's dataset-fashion-mnist, or $EMBER_DATA_DIR), "mnist",
- * "idx:IMAGES,LABELS" (split ignored), "csv:FILE" (split ignored). */
+ * "idx:IMAGES,LABELS" (split ignored), "csv:FILE" (split ignored). A named dataset is
+ * {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in $EMBER_DATA_DIR/<name>/, else in
+ * $EMBER_DATA_DIR/, else in /usr/share/datasets/<name>/. */
 em_dataset *em_dataset_open(const char *spec, em_split split, int label_column);
 void em_dataset_free(em_dataset *ds);
 /* The examples at idx[0..n) as a float tensor [n, item_shape...] and their labels. */
@@ -51,10 +56,12 @@ typedef struct em_batch {
 typedef struct em_loader em_loader;
 
 /* Visits every example once per epoch, in file order or shuffled with a seeded
- * generator; the last partial batch is included. */
+ * generator; the last partial batch is included. Each epoch shuffles the identity
+ * order, so the generator's state when an epoch starts fixes that epoch's order. */
 em_loader *em_loader_new(const em_dataset *ds, int64_t batch_size, bool shuffle, uint64_t seed);
 void em_loader_free(em_loader *l);
-/* Fills b with the next batch; false at the end of the epoch. */
+/* Fills b with the next batch (x in em_step_arena()); false at the end of the epoch
+ * (and on running out of memory, with an error set). */
 bool em_loader_next(em_loader *l, em_batch *b);
 /* Starts the next epoch (reshuffling when shuffling). */
 void em_loader_reset(em_loader *l);
