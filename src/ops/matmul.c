@@ -322,19 +322,6 @@ static void thread_cols(int64_t cols, int64_t *c0, int64_t *c1)
         *c1 = cols;
 }
 
-/* y = act(x): rows split over threads. */
-static void activation_rows(em_activation act, float param, const float *x, float *y, int64_t rows,
-                            int64_t cols)
-{
-#pragma omp parallel if (rows * cols >= PARALLEL_MIN_ELEMENTS)
-    {
-        int64_t r0, r1;
-        thread_rows(rows, &r0, &r1);
-        if (r1 > r0)
-            em_activation_forward(act, param, x + r0 * cols, y + r0 * cols, (r1 - r0) * cols);
-    }
-}
-
 /* g = dy * act'(pre) (written, not added) and, when colsum is given, colsum[j] =
  * sum_i g[i, j]. One pass over dy for the activations whose derivative follows from y;
  * columns split over threads so that each owns its sums. */
@@ -343,16 +330,10 @@ static void output_grad(em_activation act, float param, const float *pre, const 
 {
     bool from_output = pre == NULL;
     if (!from_output) {
-        /* GELU and SiLU: the shared helper accumulates, so start from zero. */
+        /* GELU and SiLU: the shared helper (threaded itself) accumulates, so start
+         * from zero. */
         memset(g, 0, (size_t)(rows * cols) * sizeof(float));
-#pragma omp parallel if (rows * cols >= PARALLEL_MIN_ELEMENTS)
-        {
-            int64_t r0, r1;
-            thread_rows(rows, &r0, &r1);
-            if (r1 > r0)
-                em_activation_backward(act, param, pre + r0 * cols, y + r0 * cols, dy + r0 * cols,
-                                       g + r0 * cols, (r1 - r0) * cols);
-        }
+        em_activation_backward(act, param, pre, y, dy, g, rows * cols);
         if (!colsum)
             return;
     }
@@ -530,7 +511,7 @@ em_tensor *em_linear(em_tensor *x, em_tensor *w, em_tensor *b, em_activation act
     cblas_sgemm(CblasRowMajor, lx.trans, lwt.trans, (int)rows, (int)out, (int)in, 1.0f, x->data, lx.ld,
                 w->data, lwt.ld, beta, pre, (int)out);
     if (act != EM_ACT_NONE)
-        activation_rows(act, act_param, pre, y->data, rows, out);
+        em_activation_forward(act, act_param, pre, y->data, rows * out);
 
     em_node *node = em_record("linear", y, 3, (em_tensor *[]){x, w, b}, linear_backward);
     if (node) {
