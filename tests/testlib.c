@@ -1,7 +1,10 @@
+/* nftw needs the X/Open extensions. */
+#define _XOPEN_SOURCE 700
 #include "testlib.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,11 +147,21 @@ em_tensor *test_randn(em_rng *rng, int ndim, const int64_t *shape, float scale)
     return t;
 }
 
+static char tmpdir_path[256];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 const char *test_tmpdir(void)
 {
-    static char dir[256];
+    char *dir = tmpdir_path;
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/ember-test-XXXXXX");
+        snprintf(dir, sizeof tmpdir_path, "/tmp/ember-test-XXXXXX");
         if (!mkdtemp(dir)) {
             perror("mkdtemp");
             exit(1);
@@ -166,6 +179,9 @@ int test_quick(void)
 int test_finish(void)
 {
     em_release_thread_state();
+    /* Keep the files of a failing test for inspection. */
+    if (tmpdir_path[0] && !test_failures)
+        nftw(tmpdir_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (test_failures) {
         fprintf(stderr, "%d of %d checks failed\n", test_failures, test_checks);
         return 1;
