@@ -1,4 +1,5 @@
 /* Arenas, tensor creation and inspection, seeded random numbers and initialisers. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "testlib.h"
