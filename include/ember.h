@@ -7,6 +7,7 @@
 #include "ember/tensor.h"
 #include "ember/autograd.h"
 #include "ember/ops.h"
+#include "ember/cnn_ops.h"
 #include "ember/nn.h"
 #include "ember/optim.h"
 #include "ember/data.h"

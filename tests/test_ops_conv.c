@@ -1,0 +1,334 @@
+/* em_conv2d: PyTorch parity (output and the gradients of input, weight and bias) over
+ * stride, padding, dilation, groups, depthwise, 1x1, non-square kernels and every fused
+ * activation; a plain-loop reference at W2's shapes (the BLAS path, threads over the
+ * batch); numeric gradient checks; no input gradient for a first layer; shape errors. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+typedef struct conv_case {
+    const char *name;
+    bool bias;
+    int sh, sw, ph, pw, dh, dw, groups;
+    em_activation act;
+    float act_param;
+} conv_case;
+
+/* The same table as CONV_CASES in tests/fixtures/gen_cnn.py. */
+static const conv_case cases[] = {
+    {"basic", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE, 0},
+    {"stride_pad", true, 2, 1, 1, 0, 1, 1, 1, EM_ACT_NONE, 0},
+    {"dilation", true, 1, 2, 2, 1, 2, 1, 1, EM_ACT_NONE, 0},
+    {"groups", true, 1, 1, 1, 1, 1, 1, 2, EM_ACT_NONE, 0},
+    {"depthwise", true, 2, 2, 1, 1, 1, 1, 3, EM_ACT_NONE, 0},
+    {"pointwise", false, 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0},
+    {"pointwise_stride", true, 2, 2, 0, 0, 1, 1, 1, EM_ACT_NONE, 0},
+    {"first_layer", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_RELU, 0},
+    {"wide", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_RELU, 0},
+    {"single_image", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_RELU, 0},
+    {"big_kernel", true, 2, 3, 2, 1, 1, 2, 1, EM_ACT_NONE, 0},
+    {"act_leaky_relu", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_LEAKY_RELU, 0.1f},
+    {"act_sigmoid", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_SIGMOID, 0},
+    {"act_tanh", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_TANH, 0},
+    {"act_gelu", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_GELU, 0},
+    {"act_gelu_tanh", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_GELU_TANH, 0},
+    {"act_silu", true, 1, 1, 1, 1, 1, 1, 1, EM_ACT_SILU, 0},
+};
+
+static em_tensor *load(em_st_file *f, const char *prefix, const char *field, bool input)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", prefix, field);
+    return input ? test_fixture_input(f, key) : test_fixture_tensor(f, key);
+}
+
+static em_tensor *run_case(const conv_case *c, em_tensor *x, em_tensor *w, em_tensor *b)
+{
+    return em_conv2d(x, w, b, c->sh, c->sw, c->ph, c->pw, c->dh, c->dw, c->groups, c->act,
+                     c->act_param);
+}
+
+static void test_parity(void)
+{
+    em_st_file *f = test_fixture("cnn_conv");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *c = &cases[i];
+        char prefix[64], what[128];
+        snprintf(prefix, sizeof prefix, "conv.%s", c->name);
+        em_tensor *x = load(f, prefix, "x", true), *w = load(f, prefix, "w", true);
+        em_tensor *b = c->bias ? load(f, prefix, "b", true) : NULL;
+        em_tensor *want = load(f, prefix, "out", false);
+        em_tensor *out = run_case(c, x, w, b);
+        CHECK_MSG(out && em_same_shape(out, want), "%s: shape %s, want %s (%s)", prefix,
+                  em_shape_str(out), em_shape_str(want), ember_last_error());
+        if (!out)
+            continue;
+        snprintf(what, sizeof what, "%s forward", prefix);
+        test_tensor_close(what, out, want->data, 1e-5, 1e-4);
+        CHECK(em_backward_with(out, load(f, prefix, "gy", false)->data) == EM_OK);
+        snprintf(what, sizeof what, "%s grad x", prefix);
+        test_grad_close(what, x->grad, load(f, prefix, "gx", false), 1e-5, 1e-4);
+        snprintf(what, sizeof what, "%s grad w", prefix);
+        test_grad_close(what, w->grad, load(f, prefix, "gw", false), 1e-4, 1e-4);
+        if (b) {
+            snprintf(what, sizeof what, "%s grad b", prefix);
+            test_grad_close(what, b->grad, load(f, prefix, "gb", false), 1e-4, 1e-4);
+        }
+        em_step_end();
+    }
+    em_st_close(f);
+}
+
+/* A first layer: the input needs no gradient, so none is made, and the weight's is
+ * unchanged by that. Also: with gradients off nothing is recorded. */
+static void test_first_layer(void)
+{
+    em_st_file *f = test_fixture("cnn_conv");
+    const conv_case *c = &cases[7];
+    CHECK(strcmp(c->name, "first_layer") == 0);
+    em_tensor *x = load(f, "conv.first_layer", "x", false);
+    em_tensor *w = load(f, "conv.first_layer", "w", true);
+    em_tensor *b = load(f, "conv.first_layer", "b", true);
+    em_tensor *out = run_case(c, x, w, b);
+    CHECK(out && out->requires_grad);
+    CHECK(em_backward_with(out, load(f, "conv.first_layer", "gy", false)->data) == EM_OK);
+    CHECK(x->grad == NULL);
+    test_grad_close("first layer grad w", w->grad, load(f, "conv.first_layer", "gw", false), 1e-4, 1e-4);
+    test_grad_close("first layer grad b", b->grad, load(f, "conv.first_layer", "gb", false), 1e-4, 1e-4);
+    em_step_end();
+
+    x = load(f, "conv.first_layer", "x", true);
+    w = load(f, "conv.first_layer", "w", true);
+    bool was = em_set_grad_enabled(false);
+    size_t tape = em_tape_length();
+    out = run_case(c, x, w, NULL);
+    CHECK(out && !out->requires_grad && em_tape_length() == tape);
+    em_set_grad_enabled(was);
+    em_step_end();
+    em_st_close(f);
+}
+
+/* ---- plain-loop reference in double ------------------------------------------------ */
+
+typedef struct ref_conv {
+    int64_t n, c, h, w, o, kh, kw, oh, ow;
+    int sh, sw, ph, pw, dh, dw, groups;
+} ref_conv;
+
+/* Calls visit(ctx, xi, wi, yi) for every multiply of the convolution. */
+#define REF_LOOP(r, BODY)                                                                      \
+    for (int64_t n_ = 0; n_ < (r)->n; n_++)                                                    \
+        for (int64_t o_ = 0; o_ < (r)->o; o_++) {                                              \
+            int64_t cg_ = (r)->c / (r)->groups, g_ = o_ / ((r)->o / (r)->groups);              \
+            for (int64_t oy_ = 0; oy_ < (r)->oh; oy_++)                                        \
+                for (int64_t ox_ = 0; ox_ < (r)->ow; ox_++)                                    \
+                    for (int64_t ci_ = 0; ci_ < cg_; ci_++)                                    \
+                        for (int64_t i_ = 0; i_ < (r)->kh; i_++)                               \
+                            for (int64_t j_ = 0; j_ < (r)->kw; j_++) {                         \
+                                int64_t iy_ = oy_ * (r)->sh - (r)->ph + i_ * (r)->dh;          \
+                                int64_t ix_ = ox_ * (r)->sw - (r)->pw + j_ * (r)->dw;          \
+                                if (iy_ < 0 || iy_ >= (r)->h || ix_ < 0 || ix_ >= (r)->w)      \
+                                    continue;                                                  \
+                                int64_t xi = ((n_ * (r)->c + g_ * cg_ + ci_) * (r)->h + iy_) * \
+                                                 (r)->w + ix_;                                 \
+                                int64_t wi = ((o_ * cg_ + ci_) * (r)->kh + i_) * (r)->kw + j_; \
+                                int64_t yi = ((n_ * (r)->o + o_) * (r)->oh + oy_) * (r)->ow +  \
+                                             ox_;                                              \
+                                BODY;                                                          \
+                            }                                                                  \
+        }
+
+static void check_against_reference(const char *what, ref_conv r, uint64_t seed)
+{
+    em_rng rng;
+    em_rng_seed(&rng, seed);
+    r.oh = (r.h + 2 * r.ph - r.dh * (r.kh - 1) - 1) / r.sh + 1;
+    r.ow = (r.w + 2 * r.pw - r.dw * (r.kw - 1) - 1) / r.sw + 1;
+    em_tensor *x = test_randn(&rng, 4, (int64_t[]){r.n, r.c, r.h, r.w}, 1.0f);
+    em_tensor *w = test_randn(&rng, 4, (int64_t[]){r.o, r.c / r.groups, r.kh, r.kw}, 0.2f);
+    em_tensor *b = test_randn(&rng, 1, (int64_t[]){r.o}, 0.2f);
+    em_tensor *out = em_conv2d(x, w, b, r.sh, r.sw, r.ph, r.pw, r.dh, r.dw, r.groups, EM_ACT_RELU, 0);
+    CHECK_MSG(out != NULL, "%s: %s", what, ember_last_error());
+    if (!out)
+        return;
+    int64_t ny = out->numel;
+    CHECK(ny == r.n * r.o * r.oh * r.ow);
+    double *z = calloc((size_t)ny, sizeof(double));
+    double *gx = calloc((size_t)x->numel, sizeof(double)), *gw = calloc((size_t)w->numel, sizeof(double));
+    double *gb = calloc((size_t)r.o, sizeof(double));
+    float *gy = malloc((size_t)ny * sizeof(float)), *want = malloc((size_t)ny * sizeof(float));
+    for (int64_t i = 0; i < ny; i++)
+        z[i] = b->data[(i / (r.oh * r.ow)) % r.o];
+    REF_LOOP(&r, z[yi] += (double)x->data[xi] * (double)w->data[wi])
+    for (int64_t i = 0; i < ny; i++) {
+        want[i] = z[i] > 0 ? (float)z[i] : 0.0f;
+        gy[i] = em_rng_normal(&rng);
+        z[i] = z[i] > 0 ? gy[i] : 0.0; /* dz */
+        gb[(i / (r.oh * r.ow)) % r.o] += z[i];
+    }
+    REF_LOOP(&r, { gx[xi] += z[yi] * w->data[wi]; gw[wi] += z[yi] * x->data[xi]; })
+    char label[160];
+    snprintf(label, sizeof label, "%s forward", what);
+    test_tensor_close(label, out, want, 1e-4, 1e-4);
+    CHECK(em_backward_with(out, gy) == EM_OK);
+    int64_t most = x->numel > w->numel ? x->numel : w->numel;
+    float *f = malloc((size_t)most * sizeof(float));
+    for (int64_t i = 0; i < x->numel; i++)
+        f[i] = (float)gx[i];
+    snprintf(label, sizeof label, "%s grad x", what);
+    test_tensor_close(label, em_tensor_wrap(NULL, 1, &x->numel, x->grad), f, 1e-4, 1e-4);
+    for (int64_t i = 0; i < w->numel; i++)
+        f[i] = (float)gw[i];
+    snprintf(label, sizeof label, "%s grad w", what);
+    test_tensor_close(label, em_tensor_wrap(NULL, 1, &w->numel, w->grad), f, 1e-3, 1e-4);
+    for (int64_t i = 0; i < r.o; i++)
+        f[i] = (float)gb[i];
+    snprintf(label, sizeof label, "%s grad b", what);
+    test_tensor_close(label, em_tensor_wrap(NULL, 1, &b->numel, b->grad), f, 1e-3, 1e-4);
+    free(z);
+    free(gx);
+    free(gw);
+    free(gb);
+    free(gy);
+    free(want);
+    free(f);
+    em_step_end();
+}
+
+static void test_reference(void)
+{
+    int quick = test_quick();
+    /* W2's layers: the first on one channel (the small-K loop), the second on BLAS. */
+    check_against_reference("w2 conv1", (ref_conv){.n = quick ? 2 : 8, .c = 1, .h = 28, .w = 28, .o = 32,
+                                                   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1,
+                                                   .dh = 1, .dw = 1, .groups = 1}, 1);
+    check_against_reference("w2 conv2", (ref_conv){.n = quick ? 2 : 5, .c = 32, .h = 14, .w = 14, .o = 64,
+                                                   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1,
+                                                   .dh = 1, .dw = 1, .groups = 1}, 2);
+    check_against_reference("groups, stride, dilation", (ref_conv){.n = 3, .c = 12, .h = 11, .w = 13, .o = 8,
+                                                   .kh = 3, .kw = 2, .sh = 2, .sw = 1, .ph = 2, .pw = 1,
+                                                   .dh = 2, .dw = 3, .groups = 4}, 3);
+    check_against_reference("depthwise", (ref_conv){.n = 3, .c = 16, .h = 9, .w = 9, .o = 16, .kh = 3,
+                                                    .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1, .dh = 1,
+                                                    .dw = 1, .groups = 16}, 4);
+    check_against_reference("one image", (ref_conv){.n = 1, .c = 6, .h = 10, .w = 10, .o = 20, .kh = 3,
+                                                    .kw = 3, .sh = 1, .sw = 1, .ph = 0, .pw = 0, .dh = 1,
+                                                    .dw = 1, .groups = 1}, 5);
+}
+
+/* ---- numeric gradients ------------------------------------------------------------- */
+
+typedef struct conv_args {
+    int sh, sw, ph, pw, dh, dw, groups;
+    em_activation act;
+} conv_args;
+
+static em_tensor *apply_conv(void *user, em_tensor *const *in, int n)
+{
+    const conv_args *a = user;
+    return em_conv2d(in[0], in[1], n > 2 ? in[2] : NULL, a->sh, a->sw, a->ph, a->pw, a->dh, a->dw,
+                     a->groups, a->act, 0.0f);
+}
+
+/* The input through a transposed view, so that em_conv2d must make it contiguous. */
+static em_tensor *apply_conv_transposed(void *user, em_tensor *const *in, int n)
+{
+    em_tensor *args[3] = {em_transpose(in[0], 2, 3), in[1], n > 2 ? in[2] : NULL};
+    return apply_conv(user, args, n);
+}
+
+static void test_gradients(void)
+{
+    em_rng rng;
+    em_rng_seed(&rng, 11);
+    static const struct {
+        const char *what;
+        int64_t x[4], w[4];
+        conv_args a;
+    } checks[] = {
+        {"3x3 pad 1", {2, 3, 5, 6}, {4, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE}},
+        {"stride 2x1, 3x2 kernel", {2, 2, 7, 6}, {3, 2, 3, 2}, {2, 1, 1, 0, 1, 1, 1, EM_ACT_TANH}},
+        {"dilation 2, groups 2", {3, 4, 7, 7}, {4, 2, 2, 3}, {1, 2, 1, 2, 2, 1, 2, EM_ACT_SIGMOID}},
+        {"depthwise", {2, 3, 5, 5}, {3, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 3, EM_ACT_NONE}},
+        {"1x1", {2, 5, 3, 4}, {2, 5, 1, 1}, {1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE}},
+        {"one channel", {3, 1, 6, 6}, {4, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE}},
+        {"wide", {2, 6, 5, 5}, {5, 6, 3, 3}, {1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE}},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        em_tensor *x = test_randn(&rng, 4, checks[i].x, 1.0f);
+        em_tensor *w = test_randn(&rng, 4, checks[i].w, 0.5f);
+        em_tensor *b = test_randn(&rng, 1, checks[i].w, 0.5f);
+        test_gradcheck(checks[i].what, apply_conv, (void *)&checks[i].a, (em_tensor *[]){x, w, b}, 3,
+                       1e-2, 1e-2);
+        em_step_end();
+    }
+    em_tensor *x = test_randn(&rng, 4, (int64_t[]){2, 2, 5, 4}, 1.0f);
+    em_tensor *w = test_randn(&rng, 4, (int64_t[]){3, 2, 3, 3}, 0.5f);
+    conv_args a = {1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE};
+    test_gradcheck("transposed input, no bias", apply_conv_transposed, &a, (em_tensor *[]){x, w}, 2,
+                   1e-2, 1e-2);
+    em_step_end();
+}
+
+static void test_errors(void)
+{
+    em_tensor *x = em_tensor_zeros4(NULL, 2, 3, 8, 8);
+    em_tensor *w = em_tensor_zeros4(NULL, 4, 3, 3, 3);
+    em_tensor *b = em_tensor_zeros1(NULL, 4);
+
+    em_clear_error();
+    CHECK(em_conv2d(x, em_tensor_zeros4(NULL, 4, 2, 3, 3), b, 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("[2, 3, 8, 8]");
+    CHECK_ERROR_CONTAINS("[4, 2, 3, 3]");
+    CHECK_ERROR_CONTAINS("channels");
+
+    em_clear_error();
+    CHECK(em_conv2d(x, em_tensor_zeros4(NULL, 4, 1, 3, 3), b, 1, 1, 0, 0, 1, 1, 2, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("not divisible by groups=2");
+
+    em_clear_error();
+    CHECK(em_conv2d(x, em_tensor_zeros4(NULL, 3, 1, 3, 3), NULL, 1, 1, 0, 0, 1, 1, 3, EM_ACT_NONE, 0) != NULL);
+    CHECK(em_conv2d(x, em_tensor_zeros4(NULL, 4, 1, 3, 3), NULL, 1, 1, 0, 0, 1, 1, 3, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("4 output channels, not divisible by groups=3");
+
+    em_clear_error();
+    CHECK(em_conv2d(em_tensor_zeros4(NULL, 1, 3, 4, 4), em_tensor_zeros4(NULL, 4, 3, 5, 5), NULL, 1, 1, 0, 0,
+                    1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("[1, 3, 4, 4]");
+    CHECK_ERROR_CONTAINS("smaller than the kernel 5x5");
+    /* The same input fits once padded, and not once dilated. */
+    CHECK(em_conv2d(em_tensor_zeros4(NULL, 1, 3, 4, 4), em_tensor_zeros4(NULL, 4, 3, 5, 5), NULL, 1, 1, 1, 1,
+                    1, 1, 1, EM_ACT_NONE, 0) != NULL);
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 1, 1, 0, 0, 4, 4, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("dilated 9x9");
+
+    em_clear_error();
+    CHECK(em_conv2d(em_tensor_zeros2(NULL, 3, 8), w, b, 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("[N, C, H, W]");
+    em_clear_error();
+    CHECK(em_conv2d(x, w, em_tensor_zeros1(NULL, 3), 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("bias must be [4]");
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 0, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("stride 0x1");
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 1, 1, -1, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("padding -1x0");
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 1, 1, 0, 0, 1, 1, 0, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("groups");
+    CHECK(em_conv2d(NULL, w, b, 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    em_step_end();
+}
+
+int main(void)
+{
+    test_parity();
+    test_first_layer();
+    test_reference();
+    test_gradients();
+    test_errors();
+    return test_finish();
+}
