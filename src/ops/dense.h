@@ -3,6 +3,8 @@
 #ifndef EMBER_DENSE_H
 #define EMBER_DENSE_H
 
+#include <math.h>
+
 #include "ember/autograd.h"
 #include "ember/tensor.h"
 
@@ -19,6 +21,66 @@ static inline const float *em_dense_data(const em_tensor *t)
     if (copy)
         em_copy_to(t, copy);
     return copy;
+}
+
+/* Reductions with 16 independent partials: strict ISO float semantics forbid the
+ * compiler from reassociating a single accumulator, which would keep these loops
+ * scalar; the partials vectorise (and sum more accurately, too). */
+#define EM_PARTIALS 16
+
+static inline float em_sum_floats(const float *v, int64_t n)
+{
+    float acc[EM_PARTIALS] = {0};
+    int64_t i = 0;
+    for (; i + EM_PARTIALS <= n; i += EM_PARTIALS)
+        for (int j = 0; j < EM_PARTIALS; j++)
+            acc[j] += v[i + j];
+    float total = 0.0f;
+    for (; i < n; i++)
+        total += v[i];
+    for (int j = 0; j < EM_PARTIALS; j++)
+        total += acc[j];
+    return total;
+}
+
+/* Σ a[i]·b[i] */
+static inline float em_dot_floats(const float *a, const float *b, int64_t n)
+{
+    float acc[EM_PARTIALS] = {0};
+    int64_t i = 0;
+    for (; i + EM_PARTIALS <= n; i += EM_PARTIALS)
+        for (int j = 0; j < EM_PARTIALS; j++)
+            acc[j] += a[i + j] * b[i + j];
+    float total = 0.0f;
+    for (; i < n; i++)
+        total += a[i] * b[i];
+    for (int j = 0; j < EM_PARTIALS; j++)
+        total += acc[j];
+    return total;
+}
+
+/* Largest of n >= 1 values; NaN if any is NaN (so that NaN rows stay visible). */
+static inline float em_max_floats(const float *v, int64_t n)
+{
+    float acc[EM_PARTIALS];
+    bool nan_seen = false;
+    for (int j = 0; j < EM_PARTIALS; j++)
+        acc[j] = v[0];
+    int64_t i = 0;
+    for (; i + EM_PARTIALS <= n; i += EM_PARTIALS)
+        for (int j = 0; j < EM_PARTIALS; j++) {
+            float x = v[i + j];
+            acc[j] = x > acc[j] ? x : acc[j];
+            nan_seen |= x != x;
+        }
+    float m = acc[0];
+    for (; i < n; i++) {
+        m = v[i] > m ? v[i] : m;
+        nan_seen |= v[i] != v[i];
+    }
+    for (int j = 1; j < EM_PARTIALS; j++)
+        m = acc[j] > m ? acc[j] : m;
+    return nan_seen || m != m ? (float)NAN : m;
 }
 
 #endif
