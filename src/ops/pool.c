@@ -1,0 +1,292 @@
+/* Max and average pooling over NCHW planes, and the global average (adaptive 1x1).
+ * Each output cell is one pass over its window clipped to the real input; planes are
+ * independent, so threads split them and backward needs no atomics. Max pooling keeps the
+ * position of each window's maximum for backward instead of searching again. */
+#include <math.h>
+#include <string.h>
+
+#include "ember/cnn_ops.h"
+#include "ember/error.h"
+
+/* Below this many input elements a pass stays on one thread. */
+#define PARALLEL_MIN_ELEMENTS 32768
+
+typedef struct pool_geom {
+    int64_t planes, h, w, oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw;
+} pool_geom;
+
+typedef struct pool_saved {
+    pool_geom g;
+    int32_t *argmax;       /* max pooling: flat position in the input plane */
+    bool count_include_pad; /* average pooling */
+} pool_saved;
+
+static int check_pool(const char *op, const em_tensor *x, int kh, int kw, int sh, int sw, int ph,
+                      int pw, pool_geom *g)
+{
+    if (x->ndim != 4)
+        return em_error("%s: input must be [N, C, H, W], got %s", op, em_shape_str(x));
+    if (kh < 1 || kw < 1)
+        return em_error("%s: kernel %dx%d must be at least 1x1", op, kh, kw);
+    if (sh <= 0)
+        sh = kh;
+    if (sw <= 0)
+        sw = kw;
+    if (ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw)
+        return em_error("%s: padding %dx%d must be >= 0 and at most half the kernel %dx%d", op, ph, pw,
+                        kh, kw);
+    int64_t hp = x->shape[2] + 2 * (int64_t)ph, wp = x->shape[3] + 2 * (int64_t)pw;
+    if (hp < kh || wp < kw)
+        return em_error("%s: input %s padded to %lldx%lld is smaller than the kernel %dx%d", op,
+                        em_shape_str(x), (long long)hp, (long long)wp, kh, kw);
+    if (x->shape[2] * x->shape[3] > INT32_MAX)
+        return em_error("%s: input planes of %s are too large", op, em_shape_str(x));
+    g->planes = x->shape[0] * x->shape[1];
+    g->h = x->shape[2];
+    g->w = x->shape[3];
+    g->kh = kh;
+    g->kw = kw;
+    g->sh = sh;
+    g->sw = sw;
+    g->ph = ph;
+    g->pw = pw;
+    g->oh = (hp - kh) / sh + 1;
+    g->ow = (wp - kw) / sw + 1;
+    return EM_OK;
+}
+
+static em_tensor *pool_output(const em_tensor *x, const pool_geom *g)
+{
+    int64_t shape[4] = {x->shape[0], x->shape[1], g->oh, g->ow};
+    return em_tensor_empty(NULL, 4, shape);
+}
+
+/* Window rows [y0, y1) and columns [x0, x1) of output cell (oy, ox), clipped to the input. */
+static inline void window(const pool_geom *g, int64_t oy, int64_t ox, int64_t *y0, int64_t *y1,
+                          int64_t *x0, int64_t *x1)
+{
+    int64_t ys = oy * g->sh - g->ph, xs = ox * g->sw - g->pw;
+    *y0 = ys < 0 ? 0 : ys;
+    *x0 = xs < 0 ? 0 : xs;
+    *y1 = ys + g->kh < g->h ? ys + g->kh : g->h;
+    *x1 = xs + g->kw < g->w ? xs + g->kw : g->w;
+}
+
+/* ---- max pooling ------------------------------------------------------------------- */
+
+/* One plane; argmax may be NULL (no gradient needed). NaN wins, as in PyTorch. */
+static void max_plane(const pool_geom *g, const float *x, float *y, int32_t *argmax)
+{
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0) {
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            const float *r0 = x + 2 * oy * g->w, *r1 = r0 + g->w;
+            float *yr = y + oy * g->ow;
+            int32_t *ar = argmax ? argmax + oy * g->ow : NULL;
+            for (int64_t ox = 0; ox < g->ow; ox++) {
+                int64_t c = 2 * ox, at = c;
+                float best = r0[c];
+                if (r0[c + 1] > best || isnan(r0[c + 1]))
+                    best = r0[c + 1], at = c + 1;
+                if (!isnan(best) && (r1[c] > best || isnan(r1[c])))
+                    best = r1[c], at = g->w + c;
+                if (!isnan(best) && (r1[c + 1] > best || isnan(r1[c + 1])))
+                    best = r1[c + 1], at = g->w + c + 1;
+                yr[ox] = best;
+                if (ar)
+                    ar[ox] = (int32_t)(2 * oy * g->w + at);
+            }
+        }
+        return;
+    }
+    for (int64_t oy = 0; oy < g->oh; oy++)
+        for (int64_t ox = 0; ox < g->ow; ox++) {
+            int64_t y0, y1, x0, x1;
+            window(g, oy, ox, &y0, &y1, &x0, &x1);
+            float best = -INFINITY;
+            int64_t at = y0 * g->w + x0;
+            for (int64_t iy = y0; iy < y1; iy++)
+                for (int64_t ix = x0; ix < x1; ix++) {
+                    float v = x[iy * g->w + ix];
+                    if (v > best || (isnan(v) && !isnan(best))) {
+                        best = v;
+                        at = iy * g->w + ix;
+                    }
+                }
+            y[oy * g->ow + ox] = best;
+            if (argmax)
+                argmax[oy * g->ow + ox] = (int32_t)at;
+        }
+}
+
+static void max_pool_backward(em_node *node)
+{
+    const pool_saved *s = node->saved;
+    const pool_geom *g = &s->g;
+    em_tensor *x = node->in[0];
+    const float *dy = node->out->grad;
+    const int64_t in_plane = g->h * g->w, out_plane = g->oh * g->ow;
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < g->planes; p++) {
+        float *dx = x->grad + p * in_plane;
+        const float *dyp = dy + p * out_plane;
+        const int32_t *ap = s->argmax + p * out_plane;
+        for (int64_t i = 0; i < out_plane; i++)
+            dx[ap[i]] += dyp[i];
+    }
+}
+
+em_tensor *em_max_pool2d(em_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
+                         int pad_w)
+{
+    if (!x)
+        return NULL;
+    pool_geom g;
+    if (check_pool("max_pool2d", x, kh, kw, stride_h, stride_w, pad_h, pad_w, &g) != EM_OK)
+        return NULL;
+    x = em_contiguous(x);
+    if (!x)
+        return NULL;
+    em_tensor *out = pool_output(x, &g);
+    if (!out)
+        return NULL;
+    int32_t *argmax = NULL;
+    if (em_grad_enabled() && x->requires_grad) {
+        argmax = em_arena_alloc(em_step_arena(), (size_t)out->numel * sizeof(int32_t));
+        if (!argmax)
+            return NULL;
+    }
+    const int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < g.planes; p++)
+        max_plane(&g, x->data + p * in_plane, out->data + p * out_plane,
+                  argmax ? argmax + p * out_plane : NULL);
+    em_node *node = em_record("max_pool2d", out, 1, &x, max_pool_backward);
+    if (node) {
+        pool_saved *s = em_arena_alloc(em_step_arena(), sizeof *s);
+        if (!s)
+            return NULL;
+        s->g = g;
+        s->argmax = argmax;
+        node->saved = s;
+    }
+    return out;
+}
+
+/* ---- average pooling --------------------------------------------------------------- */
+
+/* The divisor of output cell (oy, ox): the whole kernel, or only its real cells. */
+static inline float window_count(const pool_geom *g, bool include_pad, int64_t y0, int64_t y1,
+                                 int64_t x0, int64_t x1)
+{
+    return include_pad ? (float)(g->kh * g->kw) : (float)((y1 - y0) * (x1 - x0));
+}
+
+static void avg_pool_backward(em_node *node)
+{
+    const pool_saved *s = node->saved;
+    const pool_geom *g = &s->g;
+    em_tensor *x = node->in[0];
+    const float *dy = node->out->grad;
+    const int64_t in_plane = g->h * g->w, out_plane = g->oh * g->ow;
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < g->planes; p++) {
+        float *dx = x->grad + p * in_plane;
+        const float *dyp = dy + p * out_plane;
+        for (int64_t oy = 0; oy < g->oh; oy++)
+            for (int64_t ox = 0; ox < g->ow; ox++) {
+                int64_t y0, y1, x0, x1;
+                window(g, oy, ox, &y0, &y1, &x0, &x1);
+                float share = dyp[oy * g->ow + ox] / window_count(g, s->count_include_pad, y0, y1, x0, x1);
+                for (int64_t iy = y0; iy < y1; iy++)
+                    for (int64_t ix = x0; ix < x1; ix++)
+                        dx[iy * g->w + ix] += share;
+            }
+    }
+}
+
+em_tensor *em_avg_pool2d(em_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
+                         int pad_w, bool count_include_pad)
+{
+    if (!x)
+        return NULL;
+    pool_geom g;
+    if (check_pool("avg_pool2d", x, kh, kw, stride_h, stride_w, pad_h, pad_w, &g) != EM_OK)
+        return NULL;
+    x = em_contiguous(x);
+    if (!x)
+        return NULL;
+    em_tensor *out = pool_output(x, &g);
+    if (!out)
+        return NULL;
+    const int64_t in_plane = g.h * g.w, out_plane = g.oh * g.ow;
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < g.planes; p++) {
+        const float *xp = x->data + p * in_plane;
+        float *yp = out->data + p * out_plane;
+        for (int64_t oy = 0; oy < g.oh; oy++)
+            for (int64_t ox = 0; ox < g.ow; ox++) {
+                int64_t y0, y1, x0, x1;
+                window(&g, oy, ox, &y0, &y1, &x0, &x1);
+                float sum = 0.0f;
+                for (int64_t iy = y0; iy < y1; iy++)
+                    for (int64_t ix = x0; ix < x1; ix++)
+                        sum += xp[iy * g.w + ix];
+                yp[oy * g.ow + ox] = sum / window_count(&g, count_include_pad, y0, y1, x0, x1);
+            }
+    }
+    em_node *node = em_record("avg_pool2d", out, 1, &x, avg_pool_backward);
+    if (node) {
+        pool_saved *s = em_arena_alloc(em_step_arena(), sizeof *s);
+        if (!s)
+            return NULL;
+        s->g = g;
+        s->argmax = NULL;
+        s->count_include_pad = count_include_pad;
+        node->saved = s;
+    }
+    return out;
+}
+
+/* ---- global average ---------------------------------------------------------------- */
+
+static void global_avg_backward(em_node *node)
+{
+    em_tensor *x = node->in[0];
+    const float *dy = node->out->grad;
+    const int64_t planes = x->shape[0] * x->shape[1], plane = x->shape[2] * x->shape[3];
+    const float inv = 1.0f / (float)plane;
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < planes; p++) {
+        float share = dy[p] * inv, *dx = x->grad + p * plane;
+        for (int64_t i = 0; i < plane; i++)
+            dx[i] += share;
+    }
+}
+
+em_tensor *em_adaptive_avg_pool2d_1x1(em_tensor *x)
+{
+    if (!x)
+        return NULL;
+    if (x->ndim != 4)
+        return em_error("adaptive_avg_pool2d: input must be [N, C, H, W], got %s", em_shape_str(x)),
+               NULL;
+    x = em_contiguous(x);
+    if (!x)
+        return NULL;
+    int64_t shape[4] = {x->shape[0], x->shape[1], 1, 1};
+    em_tensor *out = em_tensor_empty(NULL, 4, shape);
+    if (!out)
+        return NULL;
+    const int64_t planes = shape[0] * shape[1], plane = x->shape[2] * x->shape[3];
+#pragma omp parallel for schedule(static) if (x->numel >= PARALLEL_MIN_ELEMENTS)
+    for (int64_t p = 0; p < planes; p++) {
+        const float *xp = x->data + p * plane;
+        double sum = 0.0;
+        for (int64_t i = 0; i < plane; i++)
+            sum += xp[i];
+        out->data[p] = (float)(sum / (double)plane);
+    }
+    em_record("adaptive_avg_pool2d", out, 1, &x, global_avg_backward);
+    return out;
+}
