@@ -1,0 +1,86 @@
+#!/bin/sh
+# Runs the benchmarks of WORKLOADS.md, ember and PyTorch side by side in one run, keeps
+# each workload's figures in bench/results/<w>.json and writes bench/RESULTS.md from
+# them (the figures, the exact command, the date and the machine's load).
+#
+# Usage: bench/run.sh [w1 w6 ...]      (default: every workload whose ember side exists)
+# Environment: BUILD (build directory, default ./build), PYTHON (default /usr/bin/python3),
+#              REPEAT (runs per side and set-up for the training workloads, default 2),
+#              W6_SECONDS (timing per matrix size and side, default 1),
+#              RESULTS (output file, default bench/RESULTS.md).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+REPEAT=${REPEAT:-2}
+W6_SECONDS=${W6_SECONDS:-1}
+RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
+OUT=$BUILD/bench-results
+COMMAND="bench/run.sh${*:+ $*}"
+
+# workload id -> ember program and PyTorch script
+program_of() {
+    case $1 in
+    w1) echo w1_mlp ;; w2) echo w2_cnn ;; w3) echo w3_lstm ;; w4) echo w4_gpt ;;
+    w5) echo w5_latency ;; w6) echo w6_sgemm ;; w7) echo w7_memory ;; w8) echo w8_start ;;
+    *) echo "bench/run.sh: unknown workload '$1' (w1 ... w8)" >&2; exit 2 ;;
+    esac
+}
+
+if [ $# -eq 0 ]; then
+    set --
+    for w in w1 w2 w3 w4 w5 w6 w7 w8; do
+        if [ -f "$ROOT/bench/$(program_of $w).c" ]; then set -- "$@" $w; fi
+    done
+fi
+for w in "$@"; do program_of "$w" >/dev/null; done
+
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+
+available=""
+for w in "$@"; do
+    prog=$(program_of "$w")
+    if [ ! -f "$ROOT/bench/$prog.c" ]; then
+        echo "== $w: bench/$prog.c does not exist yet, skipped" >&2
+        continue
+    fi
+    if ! cmake --build "$BUILD" -j 2 --target "$prog" >"$OUT/build-$w.log" 2>&1; then
+        echo "== $w: $prog does not build (see $OUT/build-$w.log), skipped" >&2
+        continue
+    fi
+    available="$available $w"
+done
+[ -n "$available" ] || { echo "bench/run.sh: nothing to run" >&2; exit 1; }
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+for w in $available; do
+    prog=$(program_of "$w")
+    started=$(now)
+    load_before=$(load)
+    echo "== $w: ember ($prog)" >&2
+    case $w in
+    w6) "$BUILD/$prog" --seconds "$W6_SECONDS" --json "$OUT/${w}_ember.json" ;;
+    *) "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json" ;;
+    esac
+    torch_script=$(ls "$ROOT"/bench/torch_"$w"_*.py 2>/dev/null | head -n 1)
+    if [ -n "$torch_script" ]; then
+        echo "== $w: PyTorch ($(basename "$torch_script"), each thread set-up)" >&2
+        case $w in
+        w6) "$PYTHON" "$torch_script" --seconds "$W6_SECONDS" --json "$OUT/${w}_torch.json" ;;
+        *) "$PYTHON" "$torch_script" --repeat "$REPEAT" --json "$OUT/${w}_torch.json" ;;
+        esac
+    else
+        echo "== $w: no PyTorch script yet" >&2
+    fi
+    # Keeps this workload's figures in bench/results/ (other workloads' stay as they were).
+    "$PYTHON" "$ROOT/bench/report.py" collect "$w" "$OUT" --command "$COMMAND" \
+        --started "$started" --load-before "$load_before" --load-after "$(load)"
+done
+
+"$PYTHON" "$ROOT/bench/report.py" render "$ROOT/bench/results" "$RESULTS"
+echo "wrote $RESULTS" >&2
