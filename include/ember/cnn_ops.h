@@ -29,7 +29,8 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
 /* x [N, C, H, W] -> [N, C, OH, OW], OH = (H + 2·pad_h - kh)/stride_h + 1 (floor, as
  * PyTorch with ceil_mode false). A stride <= 0 means the kernel size (PyTorch's default).
  * Padding is at most half the kernel, as PyTorch requires. */
-/* Padded cells count as -inf; the gradient goes to the first maximum of each window. */
+/* Padded cells count as -inf; the gradient goes to the first maximum of each window (to
+ * a NaN if the window holds one, as in PyTorch). */
 em_tensor *em_max_pool2d(em_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
                          int pad_w);
 /* Window means; count_include_pad (PyTorch's default true) divides by kh·kw even where

@@ -75,28 +75,55 @@ static inline void window(const pool_geom *g, int64_t oy, int64_t ox, int64_t *y
 
 /* ---- max pooling ------------------------------------------------------------------- */
 
-/* One plane; argmax may be NULL (no gradient needed). NaN wins, as in PyTorch. */
+/* v replaces the running maximum when larger, or when NaN (PyTorch's rule: NaN wins and
+ * the last NaN is the one reported). */
+static inline bool takes_over(float v, float best) { return (v > best) | (v != v); }
+
+/* 2x2 windows with stride 2, the common case: branch-free so that the compiler can
+ * vectorise it (with random data the comparisons would defeat branch prediction). */
+static void max_plane_2x2(const pool_geom *g, const float *x, float *y, int32_t *argmax)
+{
+    const int32_t w = (int32_t)g->w;
+    for (int64_t oy = 0; oy < g->oh; oy++) {
+        const float *r0 = x + 2 * oy * g->w, *r1 = r0 + g->w;
+        float *yr = y + oy * g->ow;
+        const int32_t base = (int32_t)(2 * oy * g->w);
+        if (!argmax) {
+            for (int64_t ox = 0; ox < g->ow; ox++) {
+                float best = r0[2 * ox];
+                best = takes_over(r0[2 * ox + 1], best) ? r0[2 * ox + 1] : best;
+                best = takes_over(r1[2 * ox], best) ? r1[2 * ox] : best;
+                best = takes_over(r1[2 * ox + 1], best) ? r1[2 * ox + 1] : best;
+                yr[ox] = best;
+            }
+            continue;
+        }
+        int32_t *ar = argmax + oy * g->ow;
+        const int32_t ow = (int32_t)g->ow;
+        for (int32_t ox = 0; ox < ow; ox++) {
+            float a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+            float best = a;
+            int32_t at = 0;
+            bool t = takes_over(b, best);
+            best = t ? b : best;
+            at = t ? 1 : at;
+            t = takes_over(c, best);
+            best = t ? c : best;
+            at = t ? w : at;
+            t = takes_over(d, best);
+            best = t ? d : best;
+            at = t ? w + 1 : at;
+            yr[ox] = best;
+            ar[ox] = base + 2 * ox + at;
+        }
+    }
+}
+
+/* One plane; argmax may be NULL (no gradient needed). */
 static void max_plane(const pool_geom *g, const float *x, float *y, int32_t *argmax)
 {
     if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0) {
-        for (int64_t oy = 0; oy < g->oh; oy++) {
-            const float *r0 = x + 2 * oy * g->w, *r1 = r0 + g->w;
-            float *yr = y + oy * g->ow;
-            int32_t *ar = argmax ? argmax + oy * g->ow : NULL;
-            for (int64_t ox = 0; ox < g->ow; ox++) {
-                int64_t c = 2 * ox, at = c;
-                float best = r0[c];
-                if (r0[c + 1] > best || isnan(r0[c + 1]))
-                    best = r0[c + 1], at = c + 1;
-                if (!isnan(best) && (r1[c] > best || isnan(r1[c])))
-                    best = r1[c], at = g->w + c;
-                if (!isnan(best) && (r1[c + 1] > best || isnan(r1[c + 1])))
-                    best = r1[c + 1], at = g->w + c + 1;
-                yr[ox] = best;
-                if (ar)
-                    ar[ox] = (int32_t)(2 * oy * g->w + at);
-            }
-        }
+        max_plane_2x2(g, x, y, argmax);
         return;
     }
     for (int64_t oy = 0; oy < g->oh; oy++)
@@ -108,7 +135,7 @@ static void max_plane(const pool_geom *g, const float *x, float *y, int32_t *arg
             for (int64_t iy = y0; iy < y1; iy++)
                 for (int64_t ix = x0; ix < x1; ix++) {
                     float v = x[iy * g->w + ix];
-                    if (v > best || (isnan(v) && !isnan(best))) {
+                    if (takes_over(v, best)) {
                         best = v;
                         at = iy * g->w + ix;
                     }
