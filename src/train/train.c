@@ -1,0 +1,308 @@
+/* The training loop: for each epoch, every batch goes forward, through the
+ * cross-entropy, backward and into the optimizer; then the test set is evaluated. All
+ * the memory a step needs comes from the step arena, which em_optim_step resets, so
+ * once the arena has grown to a step's peak no step asks the system for memory. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/autograd.h"
+#include "ember/checkpoint.h"
+#include "ember/error.h"
+#include "ember/runtime.h"
+#include "ember/train.h"
+#include "train/train_internal.h"
+
+em_train_opts em_train_defaults(void)
+{
+    em_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 1;
+    o.batch_size = 64;
+    o.optimizer = EM_OPTIM_SGD;
+    o.optim = em_optim_defaults(EM_OPTIM_SGD);
+    o.seed = 0;
+    o.shuffle = true;
+    o.progress = EM_PROGRESS_AUTO;
+    return o;
+}
+
+/* "sgd lr 0.05, momentum 0.9" for the plot's title. */
+static void describe_optimizer(char *buf, size_t cap, const em_train_opts *o)
+{
+    const em_optim_opts *p = &o->optim;
+    int n = snprintf(buf, cap, "%s lr %g", em_optim_name(o->optimizer), (double)p->lr);
+    if (n < 0 || (size_t)n >= cap)
+        return;
+    if (o->optimizer == EM_OPTIM_SGD) {
+        if (p->momentum != 0.0f)
+            n += snprintf(buf + n, cap - (size_t)n, ", momentum %g%s", (double)p->momentum,
+                          p->nesterov ? " (nesterov)" : "");
+        if (p->dampening != 0.0f && (size_t)n < cap)
+            n += snprintf(buf + n, cap - (size_t)n, ", dampening %g", (double)p->dampening);
+    } else if (o->optimizer == EM_OPTIM_ADAM) {
+        n += snprintf(buf + n, cap - (size_t)n, ", betas %g/%g%s", (double)p->beta1, (double)p->beta2,
+                      p->amsgrad ? ", amsgrad" : "");
+    }
+    if (p->weight_decay != 0.0f && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, ", weight decay %g", (double)p->weight_decay);
+}
+
+/* The model description on one line: "input 784 > linear 512 > relu > ...". */
+static void describe_model(char *buf, size_t cap, const em_model *m)
+{
+    buf[0] = '\0';
+    const char *text = em_model_description(m);
+    size_t used = 0;
+    while (text && *text && used + 1 < cap) {
+        const char *end = strchr(text, '\n');
+        size_t len = end ? (size_t)(end - text) : strlen(text);
+        size_t start = 0;
+        while (start < len && (text[start] == ' ' || text[start] == '\t'))
+            start++;
+        size_t stop = len;
+        const char *hash = memchr(text + start, '#', len - start);
+        if (hash)
+            stop = (size_t)(hash - text);
+        while (stop > start && (text[stop - 1] == ' ' || text[stop - 1] == '\t' || text[stop - 1] == '\r'))
+            stop--;
+        if (stop > start) {
+            if (used && used + 3 < cap) {
+                memcpy(buf + used, " > ", 3);
+                used += 3;
+            }
+            /* Runs of blanks (column alignment in the file) become one space. */
+            for (size_t i = start; i < stop && used + 1 < cap; i++) {
+                bool blank = text[i] == ' ' || text[i] == '\t';
+                if (blank && i > start && (text[i - 1] == ' ' || text[i - 1] == '\t'))
+                    continue;
+                buf[used++] = blank ? ' ' : text[i];
+            }
+            buf[used] = '\0';
+            if (used + 1 >= cap) {
+                if (cap > 4)
+                    memcpy(buf + cap - 4, "...", 4);
+                return;
+            }
+        }
+        text = end ? end + 1 : NULL;
+    }
+}
+
+typedef struct run {
+    em_model *m;
+    const em_dataset *train, *test;
+    em_train_opts o;
+    em_optim *opt;
+    em_loader *loader;
+    em_metrics *metrics;
+    em_progress progress;
+    float *step_loss;       /* every step's loss, for the plot */
+    double *epoch_train_loss, *epoch_test_loss, *epoch_accuracy;
+    int64_t batches;
+    int64_t steps;
+    int epochs_run;
+    double start;
+} run;
+
+static int write_plot(run *r)
+{
+    char title[256], optim[160], model[512], subtitle[768];
+    describe_optimizer(optim, sizeof optim, &r->o);
+    snprintf(title, sizeof title, "Training: %s, batch %lld", optim, (long long)r->o.batch_size);
+    describe_model(model, sizeof model, r->m);
+    snprintf(subtitle, sizeof subtitle, "model: %s   |   %lld training examples, %d epoch%s",
+             model[0] ? model : "(unnamed)", (long long)r->train->count, r->epochs_run,
+             r->epochs_run == 1 ? "" : "s");
+    em_plot_data d = {
+        .title = title,
+        .subtitle = subtitle,
+        .step_loss = r->step_loss,
+        .n_steps = r->steps,
+        .steps_per_epoch = r->batches,
+        .test_loss = r->epoch_test_loss,
+        .test_accuracy = r->epoch_accuracy,
+        .train_loss = r->epoch_train_loss,
+        .n_epochs = r->epochs_run,
+    };
+    return em_plot_training(r->o.plot_path, &d);
+}
+
+/* One epoch of training; EM_ERR naming the epoch and step on failure or divergence. */
+static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_out)
+{
+    em_model_set_training(r->m, true);
+    if (epoch > 1)
+        em_loader_reset(r->loader);
+    em_progress_epoch_begin(&r->progress, epoch);
+    double loss_sum = 0.0;
+    int64_t items = 0, done = 0;
+    em_batch b;
+    while (em_loader_next(r->loader, &b)) {
+        int64_t step = r->steps + 1;
+        em_tensor *logits = em_forward(r->m, em_train_model_input(r->m, b.x));
+        em_tensor *loss = em_cross_entropy(logits, b.y, 0.0f);
+        if (!loss) {
+            em_step_end();
+            return em_error_prefix("epoch %d, step %lld: ", epoch, (long long)step);
+        }
+        float value = em_item(loss);
+        if (r->step_loss)
+            r->step_loss[r->steps] = value;
+        if (!isfinite(value)) {
+            em_metrics_step(r->metrics, step, epoch, value, em_optim_lr(r->opt), em_now() - r->start);
+            r->steps++;
+            em_step_end();
+            return em_error("training diverged: the loss is %s at epoch %d, step %lld (batch %lld of %lld "
+                            "in the epoch); try a smaller learning rate than %g",
+                            isnan(value) ? "NaN" : "infinite", epoch, (long long)step,
+                            (long long)b.index + 1, (long long)r->batches, (double)em_optim_lr(r->opt));
+        }
+        if (em_backward(loss) != EM_OK) {
+            em_step_end();
+            return em_error_prefix("epoch %d, step %lld: ", epoch, (long long)step);
+        }
+        em_optim_step(r->opt);
+        r->steps++;
+        done++;
+        items += b.n;
+        loss_sum += value;
+        em_metrics_step(r->metrics, step, epoch, value, em_optim_lr(r->opt), em_now() - r->start);
+        em_progress_step(&r->progress, done, items, loss_sum / (double)done);
+    }
+    if (done != r->batches)
+        return em_error("epoch %d: read %lld of %lld batches of %s (%s)", epoch, (long long)done,
+                        (long long)r->batches, r->train->source, ember_last_error());
+    *loss_sum_out = loss_sum;
+    *items_out = items;
+    return EM_OK;
+}
+
+static int train_all(run *r, em_train_result *result)
+{
+    for (int epoch = 1; epoch <= r->o.epochs; epoch++) {
+        double t0 = em_now(), loss_sum = 0.0;
+        int64_t items = 0;
+        if (train_epoch(r, epoch, &loss_sum, &items) != EM_OK)
+            return EM_ERR;
+        em_epoch_stats s;
+        s.epoch = epoch;
+        s.seconds = em_now() - t0;
+        s.train_loss = loss_sum / (double)r->batches;
+        s.samples_per_second = s.seconds > 0.0 ? (double)items / s.seconds : 0.0;
+        s.test_loss = NAN;
+        s.test_accuracy = NAN;
+        if (r->test && em_evaluate(r->m, r->test, r->o.eval_batch_size, &s.test_loss, &s.test_accuracy) != EM_OK)
+            return em_error_prefix("after epoch %d: ", epoch);
+        r->epoch_train_loss[epoch - 1] = s.train_loss;
+        r->epoch_test_loss[epoch - 1] = s.test_loss;
+        r->epoch_accuracy[epoch - 1] = s.test_accuracy;
+        r->epochs_run = epoch;
+        em_progress_epoch_end(&r->progress, &s, r->test != NULL);
+        em_metrics_epoch(r->metrics, r->steps, &s, em_optim_lr(r->opt), em_now() - r->start);
+        if (result) {
+            result->epochs_run = epoch;
+            result->last = s;
+            result->steps = r->steps;
+            result->total_seconds = em_now() - r->start;
+        }
+    }
+    return EM_OK;
+}
+
+static int check_options(const em_model *m, const em_dataset *train, const em_dataset *test,
+                         const em_train_opts *o)
+{
+    if (!m)
+        return em_error("train: no model (an earlier step failed: %s)", ember_last_error());
+    if (!train)
+        return em_error("train: no training set");
+    if (o->epochs < 1)
+        return em_error("train: epochs must be at least 1, got %d", o->epochs);
+    if (o->batch_size < 1)
+        return em_error("train: the batch size must be at least 1, got %lld", (long long)o->batch_size);
+    if (o->eval_batch_size < 0)
+        return em_error("train: the evaluation batch size must be >= 0 (0 picks one), got %lld",
+                        (long long)o->eval_batch_size);
+    if (em_train_check_fit(m, train) != EM_OK)
+        return em_error_prefix("train: ");
+    if (test && em_train_check_fit(m, test) != EM_OK)
+        return em_error_prefix("train, test set: ");
+    return EM_OK;
+}
+
+int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const em_train_opts *opts,
+             em_train_result *result)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    r.o = opts ? *opts : em_train_defaults();
+    if (result) {
+        memset(result, 0, sizeof *result);
+        result->last.test_loss = result->last.test_accuracy = NAN;
+    }
+    if (check_options(m, train, test, &r.o) != EM_OK)
+        return EM_ERR;
+    r.m = m;
+    r.train = train;
+    r.test = test;
+    r.start = em_now();
+
+    int rc = EM_ERR;
+    r.opt = em_optim_new(m, r.o.optimizer, &r.o.optim);
+    if (!r.opt) {
+        em_error_prefix("train: ");
+        goto done;
+    }
+    r.loader = em_loader_new(train, r.o.batch_size, r.o.shuffle, r.o.seed);
+    if (!r.loader)
+        goto done;
+    r.batches = em_loader_batches(r.loader);
+    /* Everything the loop records is allocated here, before the first step. */
+    r.epoch_train_loss = malloc((size_t)r.o.epochs * sizeof(double));
+    r.epoch_test_loss = malloc((size_t)r.o.epochs * sizeof(double));
+    r.epoch_accuracy = malloc((size_t)r.o.epochs * sizeof(double));
+    if (r.o.plot_path)
+        r.step_loss = malloc((size_t)(r.batches * r.o.epochs) * sizeof(float));
+    if (!r.epoch_train_loss || !r.epoch_test_loss || !r.epoch_accuracy || (r.o.plot_path && !r.step_loss)) {
+        em_error("train: out of memory for the metrics of %d epochs", r.o.epochs);
+        goto done;
+    }
+    if (r.o.metrics_path && !(r.metrics = em_metrics_open(r.o.metrics_path)))
+        goto done;
+    em_progress_init(&r.progress, r.o.log, r.o.progress, r.o.epochs, r.batches, train->count);
+
+    bool grad_was = em_set_grad_enabled(true);
+    rc = train_all(&r, result);
+    em_set_grad_enabled(grad_was);
+    em_progress_interrupt(&r.progress);
+    if (result)
+        result->steps = r.steps;
+
+    /* The metrics and the plot are written even after a divergence (they show it);
+     * the checkpoint only after a complete run. The first error is the one reported. */
+    char first_error[1024];
+    snprintf(first_error, sizeof first_error, "%s", ember_last_error());
+    int finish = em_metrics_close(r.metrics);
+    r.metrics = NULL;
+    if (finish == EM_OK && r.o.plot_path && r.steps > 0)
+        finish = write_plot(&r);
+    if (finish == EM_OK && rc == EM_OK && r.o.save_path)
+        finish = em_save_weights(m, r.o.save_path);
+    if (rc != EM_OK)
+        em_error("%s", first_error);
+    else
+        rc = finish;
+
+done:
+    if (result)
+        result->total_seconds = em_now() - r.start;
+    em_metrics_close(r.metrics);
+    free(r.step_loss);
+    free(r.epoch_train_loss);
+    free(r.epoch_test_loss);
+    free(r.epoch_accuracy);
+    em_loader_free(r.loader);
+    em_optim_free(r.opt);
+    return rc;
+}
