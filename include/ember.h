@@ -8,6 +8,7 @@
 #include "ember/autograd.h"
 #include "ember/ops.h"
 #include "ember/cnn_ops.h"
+#include "ember/transformer_ops.h"
 #include "ember/rnn_ops.h"
 #include "ember/nn.h"
 #include "ember/optim.h"
