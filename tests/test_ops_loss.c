@@ -182,6 +182,9 @@ static void test_extremes(void)
     CHECK_NEAR(x->grad[4], 0.5, 1e-7); /* softmax 1 on column 1, halved by the mean */
     CHECK_NEAR(x->grad[5], -0.5, 1e-7);
 
+    em_tensor *xn = em_tensor_from(NULL, 2, (int64_t[]){2, 2}, (float[]){0, 1, 2, NAN});
+    CHECK(isnan(em_cross_entropy(xn, (const int32_t[]){0, 0}, 0.0f)->data[0]));
+
     em_tensor *z = em_tensor_from(NULL, 1, (int64_t[]){4}, (float[]){100, -100, 100, -100});
     em_tensor *tz = em_tensor_from(NULL, 1, (int64_t[]){4}, (float[]){1, 0, 0, 1});
     em_tensor *b = em_bce_with_logits(z, tz);

@@ -150,6 +150,12 @@ static void test_stability_and_errors(void)
     CHECK_NEAR(l->data[2], -2000.0 - 0.69314718, 1e-3);
     CHECK(l->data[5] == 0.0f);
 
+    /* a NaN spreads over its own row (or column) only */
+    em_tensor *withnan = em_tensor_from(NULL, 2, (int64_t[]){2, 2}, (float[]){NAN, 1.0f, 0.0f, 0.0f});
+    em_tensor *sn = em_softmax(withnan, 1), *ln = em_log_softmax(withnan, 0);
+    CHECK(isnan(sn->data[0]) && isnan(sn->data[1]) && sn->data[2] == 0.5f && sn->data[3] == 0.5f);
+    CHECK(isnan(ln->data[0]) && isnan(ln->data[2]) && !isnan(ln->data[1]) && !isnan(ln->data[3]));
+
     em_tensor *scalar = em_tensor_scalar(NULL, 3.0f);
     CHECK(em_softmax(scalar, 0) && em_softmax(scalar, 0)->data[0] == 1.0f);
     CHECK(em_log_softmax(scalar, -1) && em_log_softmax(scalar, -1)->data[0] == 0.0f);

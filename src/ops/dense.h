@@ -59,28 +59,25 @@ static inline float em_dot_floats(const float *a, const float *b, int64_t n)
     return total;
 }
 
-/* Largest of n >= 1 values; NaN if any is NaN (so that NaN rows stay visible). */
+/* Largest of n >= 1 values. NaNs are skipped (tracking them would keep the loop
+ * scalar); callers that exponentiate x - max still turn a NaN row into NaNs. Without
+ * the simd pragma, gcc unrolls the partials into 16 scalar max chains. */
 static inline float em_max_floats(const float *v, int64_t n)
 {
     float acc[EM_PARTIALS];
-    bool nan_seen = false;
     for (int j = 0; j < EM_PARTIALS; j++)
         acc[j] = v[0];
     int64_t i = 0;
     for (; i + EM_PARTIALS <= n; i += EM_PARTIALS)
-        for (int j = 0; j < EM_PARTIALS; j++) {
-            float x = v[i + j];
-            acc[j] = x > acc[j] ? x : acc[j];
-            nan_seen |= x != x;
-        }
+#pragma omp simd
+        for (int j = 0; j < EM_PARTIALS; j++)
+            acc[j] = v[i + j] > acc[j] ? v[i + j] : acc[j];
     float m = acc[0];
-    for (; i < n; i++) {
+    for (; i < n; i++)
         m = v[i] > m ? v[i] : m;
-        nan_seen |= v[i] != v[i];
-    }
     for (int j = 1; j < EM_PARTIALS; j++)
         m = acc[j] > m ? acc[j] : m;
-    return nan_seen || m != m ? (float)NAN : m;
+    return m;
 }
 
 #endif

@@ -30,15 +30,16 @@ static double sum_strided(const float *x, int64_t n, int64_t stride)
             total += x[i * stride];
         return total;
     }
-    double acc[8] = {0};
+    /* 32 partials: four vector accumulators in flight hide the add latency */
+    double acc[32] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 32; j++)
             acc[j] += x[i + j];
     double total = 0.0;
     for (; i < n; i++)
         total += x[i];
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 32; j++)
         total += acc[j];
     return total;
 }
@@ -80,6 +81,9 @@ static void sum_row(void *p, const int64_t *off, int64_t n, const int64_t *inner
     const float *x = c->x + off[1];
     if (inner[0] == 0) {
         acc[0] += sum_strided(x, n, inner[1]);
+    } else if (inner[0] == 1 && inner[1] == 1) {
+        for (int64_t i = 0; i < n; i++)
+            acc[i] += x[i];
     } else {
         for (int64_t i = 0; i < n; i++)
             acc[i * inner[0]] += x[i * inner[1]];

@@ -84,16 +84,14 @@ static void softmax_columns(const float *x, float *y, int64_t len, int64_t inner
     }
     for (int64_t k = 0; k < len; k++) {
         const float *xr = x + k * inner;
-        float *yr = y + k * inner;
-        if (log_space) {
-            for (int64_t j = 0; j < width; j++)
-                s[j] += em_fast_expf(xr[j] - m[j]);
-        } else {
-            for (int64_t j = 0; j < width; j++) {
-                yr[j] = em_fast_expf(xr[j] - m[j]);
-                s[j] += yr[j];
-            }
-        }
+        /* softmax keeps the exponentials in y; log_softmax needs x again at the end (and
+         * y may be x), so it uses a scratch row */
+        float scratch[SOFTMAX_CHUNK];
+        float *e = log_space ? scratch : y + k * inner;
+        for (int64_t j = 0; j < width; j++)
+            e[j] = em_fast_expf(xr[j] - m[j]);
+        for (int64_t j = 0; j < width; j++)
+            s[j] += e[j];
     }
     if (log_space) {
         float log_s[SOFTMAX_CHUNK];
