@@ -233,6 +233,41 @@ static void test_bad_input(void)
     em_step_end();
 }
 
+/* Every backward adds into its input's gradient: an input feeding two losses gets the
+ * sum of both gradients, and a second backward pass adds to a parameter's gradient. */
+static void test_accumulation(void)
+{
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = em_param_new(arena, 2, (int64_t[]){3, 4}, "x");
+    em_rng rng;
+    em_rng_seed(&rng, 12);
+    em_init_normal(x, &rng, 0.0f, 1.0f);
+    em_tensor *t = em_tensor_zeros2(NULL, 3, 4);
+    const int32_t labels[3] = {1, 3, 0};
+    float ce_grad[12], mse_grad[12];
+    CHECK(em_backward(em_cross_entropy(x, labels, 0.1f)) == EM_OK);
+    memcpy(ce_grad, x->grad, sizeof ce_grad);
+    em_zero_grad(x);
+    CHECK(em_backward(em_mse_loss(x, t)) == EM_OK);
+    memcpy(mse_grad, x->grad, sizeof mse_grad);
+    em_zero_grad(x);
+    em_step_end();
+
+    em_tensor *total = em_add(em_cross_entropy(x, labels, 0.1f), em_mse_loss(x, t));
+    CHECK(em_backward(total) == EM_OK);
+    int ok = 1;
+    for (int i = 0; i < 12; i++)
+        ok &= fabsf(x->grad[i] - (ce_grad[i] + mse_grad[i])) <= 1e-6f;
+    CHECK_MSG(ok, "gradients of two losses sharing an input do not add up");
+    CHECK(em_backward(total) == EM_OK); /* the same tape again: the parameter accumulates */
+    ok = 1;
+    for (int i = 0; i < 12; i++)
+        ok &= fabsf(x->grad[i] - 2.0f * (ce_grad[i] + mse_grad[i])) <= 2e-6f;
+    CHECK_MSG(ok, "a second backward pass does not accumulate");
+    em_step_end();
+    em_arena_destroy(arena);
+}
+
 int main(void)
 {
     test_parity();
@@ -240,5 +275,6 @@ int main(void)
     test_large_cross_entropy();
     test_extremes();
     test_bad_input();
+    test_accumulation();
     return test_finish();
 }
