@@ -1,0 +1,201 @@
+/* ember train: a model description, a dataset and an optimizer in, a checkpoint, a plot
+ * and a metrics file out. The loop itself is em_train; this file turns options into its
+ * arguments and checks that model and data fit together before any work starts. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli_common.h"
+#include "commands.h"
+#include "ember.h"
+
+static const char *const progress_names[] = {"auto", "bar", "lines", "quiet", NULL};
+
+static const char train_details[] =
+    "MODEL is a model description file (see models/*.ember). Each epoch prints the\n"
+    "train loss, test loss, test accuracy, seconds and samples per second; the final\n"
+    "line repeats the last epoch's figures.\n"
+    "\n"
+    "Data specs:\n"
+    "  fashion-mnist       the train split to train on, the test split to test on\n"
+    "                      ($EMBER_DATA_DIR or Debian's dataset-fashion-mnist)\n"
+    "  mnist               the same for MNIST\n"
+    "  idx:IMAGES,LABELS   IDX files (plain or gzip), used for training only\n"
+    "  csv:FILE            numeric CSV, one example a line, the label in --label-column\n"
+    "Data whose items hold as many values as the model's input but in another layout\n"
+    "(784 vs 1x28x28) is reshaped to the model's input.\n";
+
+static const char train_examples[] =
+    "  ember train models/mlp.ember --data fashion-mnist --epochs 5 --save mlp.safetensors\n"
+    "  ember train models/cnn.ember --optimizer adam --lr 1e-3 --plot cnn.png\n"
+    "  ember train tiny.ember --data csv:train.csv --test-data csv:test.csv --label-column 0\n";
+
+/* The optimizer names the library knows, in em_optim_kind order. */
+static void optimizer_choices(const char **names)
+{
+    for (int k = 0; k < EM_OPTIM_KIND_COUNT; k++)
+        names[k] = em_optim_name((em_optim_kind)k);
+    names[EM_OPTIM_KIND_COUNT] = NULL;
+}
+
+static void print_final(const em_train_result *r, const em_dataset *test)
+{
+    const em_epoch_stats *s = &r->last;
+    printf("final: epochs %d, train loss %.4f", r->epochs_run, s->train_loss);
+    if (test && !isnan(s->test_accuracy)) {
+        long long correct = llround(s->test_accuracy * (double)test->count);
+        printf(", test loss %.4f, test accuracy %.2f%% (%lld/%lld)", s->test_loss,
+               100.0 * s->test_accuracy, correct, (long long)test->count);
+    } else {
+        printf(", no test set");
+    }
+    printf(", %.1f s, %.0f samples/s\n", r->total_seconds, s->samples_per_second);
+}
+
+int cmd_train_main(int argc, char **argv, int first)
+{
+    const char *data_spec = "fashion-mnist";
+    const char *test_spec = NULL;
+    int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
+    int optimizer = EM_OPTIM_SGD;
+    double lr = 0, momentum = 0, weight_decay = 0;
+    bool nesterov = false, no_shuffle = false;
+    const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL;
+    int progress = EM_PROGRESS_AUTO;
+
+    const char *optimizer_names[EM_OPTIM_KIND_COUNT + 1];
+    optimizer_choices(optimizer_names);
+    char lr_default[96];
+    snprintf(lr_default, sizeof lr_default, "%g for sgd, %g for adam",
+             (double)em_optim_defaults(EM_OPTIM_SGD).lr, (double)em_optim_defaults(EM_OPTIM_ADAM).lr);
+
+    args_option options[] = {
+        {"data", ARGS_STRING, "SPEC", &data_spec,
+         "training data: fashion-mnist, mnist, idx:IMAGES,LABELS or csv:FILE", NULL, 0, 0, NULL, false},
+        {"test-data", ARGS_STRING, "SPEC", &test_spec,
+         "test data, same forms as --data (files have no test split)", "the test split of --data",
+         0, 0, NULL, false},
+        {"epochs", ARGS_INT, "N", &epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
+        {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
+        {"optimizer", ARGS_CHOICE, "NAME", &optimizer, "sgd or adam", NULL, 0, 0, optimizer_names, false},
+        {"lr", ARGS_FLOAT, "X", &lr, "learning rate", lr_default, 1e-12, 1e6, NULL, false},
+        {"momentum", ARGS_FLOAT, "M", &momentum, "SGD momentum", NULL, 0, 1, NULL, false},
+        {"nesterov", ARGS_FLAG, NULL, &nesterov, "Nesterov momentum for SGD; needs --momentum", NULL,
+         0, 0, NULL, false},
+        {"weight-decay", ARGS_FLOAT, "W", &weight_decay, "L2 penalty added to the gradients", NULL,
+         0, 1e6, NULL, false},
+        {"seed", ARGS_INT, "S", &seed, "seed of the initialisation, data order and dropout", NULL,
+         0, 9e18, NULL, false},
+        {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
+        {"save", ARGS_STRING, "FILE", &save_path, "write a safetensors checkpoint at the end", NULL,
+         0, 0, NULL, false},
+        {"plot", ARGS_STRING, "FILE.png", &plot_path, "plot loss and test accuracy to a PNG", NULL,
+         0, 0, NULL, false},
+        {"metrics", ARGS_STRING, "FILE.csv", &metrics_path, "write per-step and per-epoch metrics",
+         NULL, 0, 0, NULL, false},
+        {"label-column", ARGS_INT, "N", &label_column, "CSV column holding the label (0-based)",
+         "-1: the last column", -1, 1e6, NULL, false},
+        {"no-shuffle", ARGS_FLAG, NULL, &no_shuffle, "visit the training data in file order", NULL,
+         0, 0, NULL, false},
+        {"progress", ARGS_CHOICE, "MODE", &progress,
+         "auto: a bar on a terminal, lines otherwise; bar; lines; quiet", NULL, 0, 0,
+         progress_names, false},
+    };
+    const char *positionals[1] = {NULL};
+    args_spec spec = {
+        .command = "train",
+        .usage = "MODEL [options]",
+        .summary = "Train a model described in a file and report its test accuracy.",
+        .details = train_details,
+        .options = options,
+        .n_options = (int)(sizeof options / sizeof options[0]),
+        .min_positionals = 1,
+        .max_positionals = 1,
+        .positionals = positionals,
+        .examples = train_examples,
+    };
+    int status = args_parse(&spec, argc, argv, first);
+    if (status >= 0)
+        return status;
+    const char *model_path = positionals[0];
+
+    em_optim_kind kind = (em_optim_kind)optimizer;
+    if (kind != EM_OPTIM_SGD && (args_given(&spec, "momentum") || nesterov))
+        return args_usage_error(&spec, "--momentum and --nesterov apply to sgd, not %s",
+                                em_optim_name(kind));
+    if (nesterov && momentum <= 0)
+        return args_usage_error(&spec, "--nesterov needs a --momentum above 0");
+
+    em_set_num_threads((int)threads);
+
+    em_train_opts opts = em_train_defaults();
+    opts.epochs = (int)epochs;
+    opts.batch_size = batch;
+    opts.optimizer = kind;
+    opts.optim = em_optim_defaults(kind);
+    if (args_given(&spec, "lr"))
+        opts.optim.lr = (float)lr;
+    if (args_given(&spec, "momentum"))
+        opts.optim.momentum = (float)momentum;
+    opts.optim.nesterov = nesterov;
+    if (args_given(&spec, "weight-decay"))
+        opts.optim.weight_decay = (float)weight_decay;
+    opts.seed = (uint64_t)seed;
+    opts.shuffle = !no_shuffle;
+    opts.progress = (em_progress_mode)progress;
+    opts.log = stdout;
+    opts.save_path = save_path;
+    opts.plot_path = plot_path;
+    opts.metrics_path = metrics_path;
+
+    int exit_status = EXIT_LIBRARY_ERROR;
+    em_dataset *train = NULL, *test = NULL;
+    em_model *model = em_model_load(model_path, (uint64_t)seed);
+    if (!model)
+        goto fail;
+
+    train = em_dataset_open(data_spec, EM_SPLIT_TRAIN, (int)label_column);
+    if (!train)
+        goto fail;
+    if (test_spec)
+        test = em_dataset_open(test_spec, EM_SPLIT_TEST, (int)label_column);
+    else if (!cli_spec_is_file(data_spec))
+        test = em_dataset_open(data_spec, EM_SPLIT_TEST, (int)label_column);
+    if ((test_spec || !cli_spec_is_file(data_spec)) && !test)
+        goto fail;
+    if (cli_fit_dataset(model, model_path, train) != EM_OK)
+        goto fail;
+    if (test && cli_fit_dataset(model, model_path, test) != EM_OK)
+        goto fail;
+
+    printf("model %s: %lld parameters; data %s: %lld train, %lld test; %s lr %g, batch %lld, "
+           "%d thread%s\n",
+           model_path, (long long)em_model_param_count(model), data_spec, (long long)train->count,
+           test ? (long long)test->count : 0LL, em_optim_name(kind), (double)opts.optim.lr,
+           (long long)batch, em_num_threads(), em_num_threads() == 1 ? "" : "s");
+    fflush(stdout);
+
+    em_train_result result;
+    memset(&result, 0, sizeof result);
+    if (em_train(model, train, test, &opts, &result) != EM_OK)
+        goto fail;
+    print_final(&result, test);
+    if (save_path)
+        printf("saved %s\n", save_path);
+    if (plot_path)
+        printf("plotted %s\n", plot_path);
+    if (metrics_path)
+        printf("metrics in %s\n", metrics_path);
+    exit_status = EXIT_OK;
+    goto done;
+
+fail:
+    fflush(stdout);
+    cli_library_error();
+done:
+    em_dataset_free(test);
+    em_dataset_free(train);
+    em_model_free(model);
+    return exit_status;
+}

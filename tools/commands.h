@@ -1,0 +1,10 @@
+/* The commands of the ember tool. Each takes the whole argv with argv[first] being
+ * the first argument after the command name, and returns the exit status. */
+#ifndef EMBER_TOOLS_COMMANDS_H
+#define EMBER_TOOLS_COMMANDS_H
+
+int cmd_train_main(int argc, char **argv, int first);
+int cmd_eval_main(int argc, char **argv, int first);
+int cmd_gradcheck_main(int argc, char **argv, int first);
+
+#endif
