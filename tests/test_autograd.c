@@ -100,8 +100,25 @@ static void test_gradcheck_detects_errors(void)
     em_step_end();
 }
 
+/* A leaf that outlives the step (not a parameter) must not keep a gradient pointer
+ * into the reset step arena. */
+static void test_leaf_grad_cleared_at_step_end(void)
+{
+    em_arena *longlived = em_arena_create(0);
+    em_tensor *x = em_tensor_full(longlived, 1, (int64_t[]){4}, 1.0f);
+    x->requires_grad = true;
+    for (int step = 0; step < 3; step++) {
+        CHECK(em_backward(em_sum_all(em_mul(x, x))) == EM_OK);
+        CHECK(x->grad && x->grad[0] == 2.0f);
+        em_step_end();
+        CHECK(x->grad == NULL);
+    }
+    em_arena_destroy(longlived);
+}
+
 int main(void)
 {
+    test_leaf_grad_cleared_at_step_end();
     test_accumulation();
     test_no_grad();
     test_gradcheck_detects_errors();

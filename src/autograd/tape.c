@@ -11,8 +11,16 @@ typedef struct tape_entry {
     struct tape_entry *prev;
 } tape_entry;
 
+/* Tensors whose gradient buffer lives in the step arena: their .grad is cleared when
+ * the step ends, so that a tensor outliving the step never points into reused memory. */
+typedef struct step_grad {
+    em_tensor *tensor;
+    struct step_grad *next;
+} step_grad;
+
 typedef struct tape_state {
     em_arena *arena;
+    step_grad *step_grads;
     tape_entry *last;
     size_t length;
     bool grad_disabled; /* zero-initialised thread-local: gradients on by default */
@@ -34,8 +42,16 @@ em_arena *em_swap_step_arena(em_arena *arena)
     return previous;
 }
 
+static void forget_step_grads(void)
+{
+    for (step_grad *g = tape.step_grads; g; g = g->next)
+        g->tensor->grad = NULL;
+    tape.step_grads = NULL;
+}
+
 void em_step_end(void)
 {
+    forget_step_grads();
     tape.last = NULL;
     tape.length = 0;
     if (tape.arena)
@@ -44,6 +60,7 @@ void em_step_end(void)
 
 void em_release_thread_state(void)
 {
+    forget_step_grads();
     tape.last = NULL;
     tape.length = 0;
     em_arena_destroy(tape.arena);
@@ -91,8 +108,17 @@ em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *i
 
 float *em_grad_buffer(em_tensor *t)
 {
-    if (!t->grad)
-        t->grad = em_arena_calloc(em_step_arena(), (size_t)t->numel, sizeof(float));
+    if (t->grad)
+        return t->grad;
+    step_grad *link = em_arena_alloc(em_step_arena(), sizeof *link);
+    if (!link)
+        return NULL;
+    t->grad = em_arena_calloc(em_step_arena(), (size_t)t->numel, sizeof(float));
+    if (t->grad) {
+        link->tensor = t;
+        link->next = tape.step_grads;
+        tape.step_grads = link;
+    }
     return t->grad;
 }
 
