@@ -5,12 +5,13 @@
  * upstream gradient, as the rest of the network would send), and each conv layer's
  * forward + backward on its own. Median over the iterations, after warm-up.
  *
- * Usage: w2_conv_layers [--threads N] [--iters N] [--batch N] */
+ * Usage: w2_conv_layers [--threads N] [--iters N] [--batch N] [--algorithm auto|unfolded|winograd] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ember.h"
+#include "ops/conv_internal.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -88,8 +89,14 @@ int main(int argc, char **argv)
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             batch = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--algorithm") && i + 1 < argc) {
+            const char *a = argv[++i];
+            em_conv_force_algorithm(!strcmp(a, "unfolded") ? EM_CONV_UNFOLDED
+                                    : !strcmp(a, "winograd") ? EM_CONV_WINOGRAD : EM_CONV_AUTO);
+        }
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--iters N] [--batch N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--iters N] [--batch N] [--algorithm auto|unfolded|winograd]\n",
+                    argv[0]);
             return 2;
         }
     }

@@ -20,29 +20,12 @@
 
 #include "ember/cnn_ops.h"
 #include "ember/error.h"
+#include "ops/conv_internal.h"
 
 /* Column matrices with at most this many rows use small_k_gemm instead of BLAS. */
 #define SMALL_K 16
 /* Output positions per register block of small_k_gemm: 4 AVX-512 vectors. */
 #define SMALL_K_BLOCK 64
-
-typedef struct conv_geom {
-    int64_t n, c, h, w;   /* input */
-    int64_t o, kh, kw;    /* weight: [o, cg, kh, kw] */
-    int64_t oh, ow;       /* output plane */
-    int64_t sh, sw, ph, pw, dh, dw;
-    int64_t groups, cg, og; /* groups; input and output channels per group */
-    int64_t k;            /* rows of a group's column matrix: cg·kh·kw */
-    int64_t p;            /* output positions per plane: oh·ow */
-    bool direct;          /* 1x1, stride 1, no padding: the input is its own column matrix */
-} conv_geom;
-
-typedef struct conv_saved {
-    conv_geom g;
-    em_activation act;
-    float act_param;
-    const float *pre; /* pre-activation when act' needs it, else NULL */
-} conv_saved;
 
 /* ---- unfolding --------------------------------------------------------------------- */
 
@@ -183,47 +166,32 @@ static void forward_product(const conv_geom *g, const float *wg, const float *co
 
 /* ---- activation -------------------------------------------------------------------- */
 
-/* Activations whose derivative follows from the output, so no pre-activation is kept. */
-static bool derivative_from_output(em_activation act, float param)
+bool em_conv_keeps_pre_activation(em_activation act, float param)
 {
     switch (act) {
     case EM_ACT_NONE:
     case EM_ACT_RELU:
     case EM_ACT_SIGMOID:
-    case EM_ACT_TANH: return true;
-    case EM_ACT_LEAKY_RELU: return param > 0.0f; /* sign(y) == sign(x) */
-    default: return false;
+    case EM_ACT_TANH: return false;
+    case EM_ACT_LEAKY_RELU: return param <= 0.0f; /* else sign(y) == sign(x) */
+    default: return true;
     }
 }
 
-/* One image's output [o, p]: pre += bias, then y = act(pre) (pre and y may coincide). */
-static void bias_activation(const conv_geom *g, const float *bias, em_activation act, float param,
-                            float *pre, float *y)
+void em_conv_activate(em_activation act, float param, const float *pre, float *y, int64_t n)
 {
-    const int64_t p = g->p;
-    if (act == EM_ACT_RELU && pre == y) {
-        for (int64_t o = 0; o < g->o; o++) {
-            float bo = bias ? bias[o] : 0.0f, *yo = y + o * p;
-            for (int64_t q = 0; q < p; q++) {
-                float v = yo[q] + bo;
-                yo[q] = v > 0.0f ? v : 0.0f;
-            }
-        }
+    if (act == EM_ACT_NONE)
+        return;
+    if (act == EM_ACT_RELU) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = pre[i] > 0.0f ? pre[i] : 0.0f;
         return;
     }
-    if (bias)
-        for (int64_t o = 0; o < g->o; o++) {
-            float bo = bias[o], *zo = pre + o * p;
-            for (int64_t q = 0; q < p; q++)
-                zo[q] += bo;
-        }
-    if (act != EM_ACT_NONE)
-        em_activation_forward(act, param, pre, y, g->o * p);
+    em_activation_forward(act, param, pre, y, n);
 }
 
-/* dz = dy · act'(z) for one image (n elements); returns dy itself when act is none. */
-static const float *activation_grad(em_activation act, float param, const float *pre,
-                                    const float *y, const float *dy, float *dz, int64_t n)
+const float *em_conv_activation_grad(em_activation act, float param, const float *pre,
+                                     const float *y, const float *dy, float *dz, int64_t n)
 {
     switch (act) {
     case EM_ACT_NONE: return dy;
@@ -249,6 +217,19 @@ static const float *activation_grad(em_activation act, float param, const float 
         em_activation_backward(act, param, pre, y, dy, dz, n);
         return dz;
     }
+}
+
+/* One image's output [o, p]: pre += bias, then y = act(pre). */
+static void bias_activation(const conv_geom *g, const float *bias, em_activation act, float param,
+                            float *pre, float *y)
+{
+    if (bias)
+        for (int64_t o = 0; o < g->o; o++) {
+            float bo = bias[o], *zo = pre + o * g->p;
+            for (int64_t q = 0; q < g->p; q++)
+                zo[q] += bo;
+        }
+    em_conv_activate(act, param, pre, y, g->o * g->p);
 }
 
 /* ---- checking ---------------------------------------------------------------------- */
@@ -311,6 +292,7 @@ static int check_conv(const em_tensor *x, const em_tensor *w, const em_tensor *b
     g->k = g->cg * g->kh * g->kw;
     g->p = g->oh * g->ow;
     g->direct = g->kh == 1 && g->kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+    g->winograd = em_conv_winograd_applies(g);
     if (g->k > INT_MAX || g->p > INT_MAX || g->og > INT_MAX || g->k * g->p > INT_MAX)
         return em_error("conv2d: input %s with weight %s is too large for one image's product",
                         em_shape_str(x), em_shape_str(w));
@@ -319,12 +301,44 @@ static int check_conv(const em_tensor *x, const em_tensor *w, const em_tensor *b
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-/* Threads for a loop over the batch: the whole team when every thread gets an image,
- * else one (BLAS then parallelises each product on its own). */
-static int batch_threads(int64_t n)
+int em_conv_batch_threads(int64_t n)
 {
     int nt = omp_get_max_threads();
     return n >= nt ? nt : 1;
+}
+
+/* pre = conv(x, w) + bias through im2col, then y = act(pre). */
+static int unfolded_forward(const conv_geom *gp, const float *x, const float *w, const float *bias,
+                            em_activation act, float act_param, float *pre, float *y)
+{
+    const conv_geom g = *gp;
+    int nt = em_conv_batch_threads(g.n);
+    float *col_all = NULL;
+    if (!g.direct) {
+        col_all = em_arena_alloc(em_step_arena(), (size_t)nt * (size_t)(g.k * g.p) * sizeof(float));
+        if (!col_all)
+            return EM_ERR;
+    }
+    const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.p;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *col = col_all ? col_all + (size_t)omp_get_thread_num() * (size_t)(g.k * g.p) : NULL;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.n; n++) {
+            float *zn = pre + n * out_image;
+            for (int64_t gi = 0; gi < g.groups; gi++) {
+                const float *xg = x + n * in_image + gi * g.cg * g.h * g.w;
+                const float *cg = xg;
+                if (!g.direct) {
+                    im2col(&g, xg, col);
+                    cg = col;
+                }
+                forward_product(&g, w + gi * g.og * g.k, cg, zn + gi * g.og * g.p);
+            }
+            bias_activation(&g, bias, act, act_param, zn, y + n * out_image);
+        }
+    }
+    return EM_OK;
 }
 
 static void conv_backward(em_node *node);
@@ -353,39 +367,18 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
     bool recording = em_grad_enabled() &&
                      (x->requires_grad || w->requires_grad || (b && b->requires_grad));
     float *pre = out->data;
-    if (recording && !derivative_from_output(act, act_param)) {
+    if (recording && em_conv_keeps_pre_activation(act, act_param)) {
         pre = em_arena_alloc(em_step_arena(), (size_t)out->numel * sizeof(float));
         if (!pre)
             return NULL;
     }
 
-    int nt = batch_threads(g.n);
-    float *col_all = NULL;
-    if (!g.direct) {
-        col_all = em_arena_alloc(em_step_arena(), (size_t)nt * (size_t)(g.k * g.p) * sizeof(float));
-        if (!col_all)
-            return NULL;
-    }
-    const float *bias = b ? b->data : NULL;
-    const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.p;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *col = col_all ? col_all + (size_t)omp_get_thread_num() * (size_t)(g.k * g.p) : NULL;
-#pragma omp for schedule(static)
-        for (int64_t n = 0; n < g.n; n++) {
-            float *zn = pre + n * out_image;
-            for (int64_t gi = 0; gi < g.groups; gi++) {
-                const float *xg = x->data + n * in_image + gi * g.cg * g.h * g.w;
-                const float *cg = xg;
-                if (!g.direct) {
-                    im2col(&g, xg, col);
-                    cg = col;
-                }
-                forward_product(&g, w->data + gi * g.og * g.k, cg, zn + gi * g.og * g.p);
-            }
-            bias_activation(&g, bias, act, act_param, zn, out->data + n * out_image);
-        }
-    }
+    int status = g.winograd ? em_conv_winograd_forward(&g, x->data, w->data, b ? b->data : NULL, act,
+                                                       act_param, pre, out->data)
+                            : unfolded_forward(&g, x->data, w->data, b ? b->data : NULL, act,
+                                               act_param, pre, out->data);
+    if (status != EM_OK)
+        return NULL;
 
     em_node *node = em_record("conv2d", out, 3, (em_tensor *[]){x, w, b}, conv_backward);
     if (node) {
@@ -408,10 +401,14 @@ static void conv_backward(em_node *node)
     const conv_saved *s = node->saved;
     const conv_geom *g = &s->g;
     em_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2], *out = node->out;
+    if (g->winograd) {
+        em_conv_winograd_backward(s, x, w, b, out->data, out->grad);
+        return;
+    }
     bool need_x = x->requires_grad, need_w = w->requires_grad, need_b = b && b->requires_grad;
     const int64_t kp = g->k * g->p, in_image = g->c * g->h * g->w, out_image = g->o * g->p;
     const int64_t wsize = g->o * g->k;
-    int nt = batch_threads(g->n);
+    int nt = em_conv_batch_threads(g->n);
     bool need_dz = s->act != EM_ACT_NONE;
     bool need_col = need_w && !g->direct;
     bool need_dcol = need_x && !g->direct;
@@ -446,7 +443,7 @@ static void conv_backward(em_node *node)
         }
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g->n; n++) {
-            const float *dz = activation_grad(s->act, s->act_param, s->pre ? s->pre + n * out_image : NULL,
+            const float *dz = em_conv_activation_grad(s->act, s->act_param, s->pre ? s->pre + n * out_image : NULL,
                                               y + n * out_image, dy + n * out_image, dz_buf, out_image);
             if (need_b)
                 for (int64_t o = 0; o < g->o; o++) {
