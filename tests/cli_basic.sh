@@ -161,6 +161,12 @@ run train "$TMP/missing.ember" --data "csv:$TMP/train.csv"
 expect_status 1
 expect_text err "missing.ember"
 
+# Output paths are checked before training starts.
+run train "$TINY" --data "csv:$TMP/train.csv" --save "$TMP/no/such/dir/x.safetensors"
+expect_status 1
+expect_text err "no/such/dir"
+expect_no_text out "final:"
+
 # IDX: labels for 10 examples, images whose header promises 10 28x28 images but
 # whose data stops after 100 bytes, and images with a wrong magic number.
 { printf '\000\000\010\001\000\000\000\012'; printf '\000\001\002\000\001\002\000\001\002\000'; } \
@@ -195,11 +201,19 @@ expect_text err "[4]"
 expect_text err "[5]"
 
 # ---- train, then evaluate the checkpoint --------------------------------------------
-run train "$TINY" --data "csv:$TMP/train.csv" --test-data "csv:$TMP/test.csv" --epochs 1 \
-    --progress lines --seed 3 --save "$TMP/tiny.safetensors" --metrics "$TMP/tiny.csv"
+run train "$TINY" --data "csv:$TMP/train.csv" --test-data "csv:$TMP/test.csv" --epochs 2 \
+    --progress lines --seed 3 --save "$TMP/tiny.safetensors" --metrics "$TMP/tiny.csv" \
+    --plot "$TMP/tiny.png"
 expect_status 0
-expect_text out "test accuracy"
-expect_text out "samples/s"
+# one line per epoch with every figure
+for epoch in 1 2; do
+    checks=$((checks + 1))
+    grep -q -E "^epoch $epoch/2 .*train loss [0-9.]+ .*test loss [0-9.]+ .*test accuracy [0-9.]+% .*[0-9.]+ s .*[0-9.]+ samples/s" \
+        "$TMP/out" || fail "$last: no complete line for epoch $epoch"
+done
+expect_text out "final: epochs 2"
+checks=$((checks + 1))
+[ "$(head -c 4 "$TMP/tiny.png" | tail -c 3)" = "PNG" ] || fail "train --plot wrote no PNG"
 checks=$((checks + 1))
 [ -s "$TMP/tiny.safetensors" ] || fail "train --save wrote no checkpoint"
 checks=$((checks + 1))

@@ -82,6 +82,12 @@ static void format_number(char *buf, size_t size, double v, bool integer)
 
 static int out_of_range(const args_spec *spec, const args_option *o, const char *text)
 {
+    /* An upper bound near the int64 limit only stands for "no upper bound". */
+    if (o->max >= 9e18) {
+        char lo_only[32];
+        format_number(lo_only, sizeof lo_only, o->min, o->kind == ARGS_INT);
+        return args_usage_error(spec, "--%s must be at least %s, got '%s'", o->name, lo_only, text);
+    }
     char lo[32], hi[32];
     format_number(lo, sizeof lo, o->min, o->kind == ARGS_INT);
     format_number(hi, sizeof hi, o->max, o->kind == ARGS_INT);
@@ -107,7 +113,9 @@ static int set_value(const args_spec *spec, args_option *o, const char *text)
         if (end == text || *end != '\0')
             return args_usage_error(spec, "--%s expects an integer %s, got '%s'", o->name,
                                     o->metavar, text);
-        if (errno == ERANGE || (has_range(o) && ((double)v < o->min || (double)v > o->max)))
+        if (errno == ERANGE)
+            return args_usage_error(spec, "--%s: '%s' does not fit in 64 bits", o->name, text);
+        if (has_range(o) && ((double)v < o->min || (double)v > o->max))
             return out_of_range(spec, o, text);
         *(int64_t *)o->target = (int64_t)v;
         return -1;

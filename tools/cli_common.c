@@ -1,7 +1,10 @@
 #include "cli_common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "args.h"
 
@@ -54,5 +57,34 @@ int cli_fit_dataset(const em_model *m, const char *model_name, em_dataset *ds)
                         ds->source, ds->num_classes - 1, ds->num_classes, model_name,
                         (long long)output[0]);
     }
+    return EM_OK;
+}
+
+int cli_check_writable(const char *option, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return em_error("--%s %s: that is a directory; give a file name", option, path);
+
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else {
+        size_t len = (size_t)(slash - path);
+        if (len >= sizeof dir)
+            return em_error("--%s %s: path too long", option, path);
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    if (stat(dir, &st) != 0)
+        return em_error("--%s %s: cannot use directory '%s': %s", option, path, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return em_error("--%s %s: '%s' is not a directory", option, path, dir);
+    if (access(dir, W_OK) != 0)
+        return em_error("--%s %s: directory '%s' is not writable: %s", option, path, dir,
+                        strerror(errno));
     return EM_OK;
 }

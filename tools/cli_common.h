@@ -17,4 +17,8 @@ int cli_fit_dataset(const em_model *m, const char *model_name, em_dataset *ds);
  * its own train and test splits. */
 bool cli_spec_is_file(const char *spec);
 
+/* Fails early, before hours of training, when `path` (given with --option) cannot be
+ * created: its directory is missing or read-only, or it names a directory. */
+int cli_check_writable(const char *option, const char *path);
+
 #endif

@@ -151,7 +151,12 @@ int cmd_train_main(int argc, char **argv, int first)
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;
-    em_model *model = em_model_load(model_path, (uint64_t)seed);
+    em_model *model = NULL;
+    if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
+        (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
+        (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK))
+        goto fail;
+    model = em_model_load(model_path, (uint64_t)seed);
     if (!model)
         goto fail;
 
