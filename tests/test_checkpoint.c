@@ -48,7 +48,7 @@ static const char *path_in(const char *dir, const char *name)
     static char buf[4][1024];
     static int next;
     char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    snprintf(p, sizeof buf[0], "%.900s/%s", dir, name);
     return p;
 }
 

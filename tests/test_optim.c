@@ -217,6 +217,32 @@ static void test_large_tensor_matches_small(void)
     em_arena_destroy(arena);
 }
 
+/* em_optim_step leaves zeros even where a gradient was NaN or infinite (a product with
+ * zero would keep the NaN into the next step). */
+static void test_step_zeroes_non_finite_gradients(void)
+{
+    for (int kind = 0; kind < EM_OPTIM_KIND_COUNT; kind++) {
+        em_arena *arena = em_arena_create(0);
+        int64_t n = 4;
+        em_tensor *p = em_param_new(arena, 1, &n, "w");
+        p->grad[0] = NAN;
+        p->grad[1] = INFINITY;
+        p->grad[2] = -INFINITY;
+        p->grad[3] = 1.0f;
+        em_optim_opts o = em_optim_defaults((em_optim_kind)kind);
+        o.momentum = 0.9f;
+        em_optim *opt = em_optim_new_tensors(&p, 1, (em_optim_kind)kind, &o);
+        CHECK(opt != NULL);
+        em_optim_step(opt);
+        for (int i = 0; i < 4; i++)
+            CHECK_MSG(p->grad[i] == 0.0f && !signbit(p->grad[i]), "%s: grad[%d] = %g after the step",
+                      em_optim_name((em_optim_kind)kind), i, (double)p->grad[i]);
+        CHECK(isnan(p->data[0]) && isfinite(p->data[3]));
+        em_optim_free(opt);
+        em_arena_destroy(arena);
+    }
+}
+
 /* A model's frozen parameters (requires_grad off) are left alone. */
 static void test_model_params(void)
 {
@@ -266,6 +292,7 @@ int main(void)
     test_invalid_options();
     test_names_and_defaults();
     test_large_tensor_matches_small();
+    test_step_zeroes_non_finite_gradients();
     test_model_params();
     return test_finish();
 }

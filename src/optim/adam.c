@@ -36,44 +36,72 @@ static int adam_state_count(const em_optim_opts *o) { return o->amsgrad ? 3 : 2;
 
 static const char *const adam_state_names[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
 
+/* The scalars of one step. */
+typedef struct adam_coeffs {
+    float b1, b2, one_minus_b1, one_minus_b2, wd, eps, step_size, bias_correction2_sqrt;
+    bool zero_grad;
+} adam_coeffs;
+
+/* One contiguous range; restrict-qualified parameters let the compiler vectorize. With
+ * amsgrad the running maximum is a second loop rather than a branch, because a
+ * conditional store would keep the loop scalar. */
+static void adam_range(float *restrict p, float *restrict grad, float *restrict m, float *restrict v,
+                       float *restrict vmax, int64_t n, const adam_coeffs *k)
+{
+    const float b1 = k->b1, b2 = k->b2, c1 = k->one_minus_b1, c2 = k->one_minus_b2, wd = k->wd;
+    const float eps = k->eps, step_size = k->step_size, bc2 = k->bias_correction2_sqrt;
+    const bool zero_grad = k->zero_grad;
+    if (!vmax) {
+        for (int64_t i = 0; i < n; i++) {
+            float g = grad[i] + wd * p[i];
+            float mi = b1 * m[i] + c1 * g;
+            float vi = b2 * v[i] + c2 * (g * g);
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= step_size * mi / (sqrtf(vi) / bc2 + eps);
+            grad[i] = zero_grad ? 0.0f : grad[i];
+        }
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i] + wd * p[i];
+        float mi = b1 * m[i] + c1 * g;
+        float vi = b2 * v[i] + c2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        /* NaN propagates, as with torch.maximum. */
+        float top = vmax[i] >= vi ? vmax[i] : vi;
+        vmax[i] = top;
+        p[i] -= step_size * mi / (sqrtf(top) / bc2 + eps);
+        grad[i] = zero_grad ? 0.0f : grad[i];
+    }
+}
+
 static void adam_update(em_optim_slot *slot, bool zero_grad)
 {
     const em_optim_opts *o = slot->opts;
-    float *restrict p = slot->param->data;
-    float *restrict grad = slot->param->grad;
-    float *restrict m = slot->state[0];
-    float *restrict v = slot->state[1];
-    float *restrict vmax = slot->state[2];
-    const int64_t n = slot->param->numel;
-
     const double t = (double)(slot->steps + 1);
     const double bias_correction1 = 1.0 - pow((double)o->beta1, t);
     const double bias_correction2 = 1.0 - pow((double)o->beta2, t);
-    const float step_size = (float)((double)o->lr / bias_correction1);
-    const float bias_correction2_sqrt = (float)sqrt(bias_correction2);
-    const float b1 = o->beta1, b2 = o->beta2;
-    const float one_minus_b1 = (float)(1.0 - (double)b1), one_minus_b2 = (float)(1.0 - (double)b2);
-    const float wd = o->weight_decay, eps = o->eps;
-    const bool amsgrad = o->amsgrad;
-
-#pragma omp parallel for simd if (n >= EM_OPTIM_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float g = grad[i];
-        if (wd != 0.0f)
-            g += wd * p[i];
-        float mi = b1 * m[i] + one_minus_b1 * g;
-        float vi = b2 * v[i] + one_minus_b2 * (g * g);
-        m[i] = mi;
-        v[i] = vi;
-        if (amsgrad) {
-            /* NaN propagates, as with torch.maximum */
-            vi = vmax[i] >= vi ? vmax[i] : vi;
-            vmax[i] = vi;
-        }
-        float denom = sqrtf(vi) / bias_correction2_sqrt + eps;
-        p[i] -= step_size * mi / denom;
-        if (zero_grad)
-            grad[i] = 0.0f;
+    const adam_coeffs k = {
+        .b1 = o->beta1,
+        .b2 = o->beta2,
+        .one_minus_b1 = (float)(1.0 - (double)o->beta1),
+        .one_minus_b2 = (float)(1.0 - (double)o->beta2),
+        .wd = o->weight_decay,
+        .eps = o->eps,
+        .step_size = (float)((double)o->lr / bias_correction1),
+        .bias_correction2_sqrt = (float)sqrt(bias_correction2),
+        .zero_grad = zero_grad,
+    };
+    float *p = slot->param->data, *grad = slot->param->grad;
+    float *m = slot->state[0], *v = slot->state[1], *vmax = o->amsgrad ? slot->state[2] : NULL;
+    const int64_t n = slot->param->numel;
+    const int64_t chunks = (n + EM_OPTIM_CHUNK - 1) / EM_OPTIM_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= EM_OPTIM_PARALLEL_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * EM_OPTIM_CHUNK, len = n - lo < EM_OPTIM_CHUNK ? n - lo : EM_OPTIM_CHUNK;
+        adam_range(p + lo, grad + lo, m + lo, v + lo, vmax ? vmax + lo : NULL, len, &k);
     }
     slot->steps++;
 }

@@ -58,5 +58,7 @@ em_optim *em_optim_new_tensors(em_tensor *const *params, int n, em_optim_kind ki
 
 /* Elementwise loops over parameters pay for a thread team only past this size. */
 #define EM_OPTIM_PARALLEL_MIN 32768
+/* Threads take whole chunks of this many elements, each a vectorized loop. */
+#define EM_OPTIM_CHUNK 8192
 
 #endif

@@ -33,30 +33,58 @@ static int sgd_state_count(const em_optim_opts *o) { return o->momentum != 0.0f 
 
 static const char *const sgd_state_names[] = {"momentum_buffer"};
 
+typedef struct sgd_coeffs {
+    float lr, wd, momentum, keep; /* keep = 1 - dampening */
+    bool first, nesterov, zero_grad;
+} sgd_coeffs;
+
+/* One contiguous range, vectorizable (restrict parameters, no conditional stores). */
+static void sgd_range(float *restrict p, float *restrict grad, float *restrict buf, int64_t n,
+                      const sgd_coeffs *k)
+{
+    const float lr = k->lr, wd = k->wd, mu = k->momentum, keep = k->keep;
+    const bool zero_grad = k->zero_grad;
+    if (!buf) {
+        for (int64_t i = 0; i < n; i++) {
+            p[i] -= lr * (grad[i] + wd * p[i]);
+            grad[i] = zero_grad ? 0.0f : grad[i];
+        }
+        return;
+    }
+    /* The first step copies the gradient into the buffer, as PyTorch clones it: the
+     * zero-initialised buffer with factors 0 and 1 gives exactly that. */
+    const float old = k->first ? 0.0f : mu, add = k->first ? 1.0f : keep;
+    const float look_ahead = k->nesterov ? mu : 0.0f, from_buf = k->nesterov ? 0.0f : 1.0f;
+    const float from_grad = k->nesterov ? 1.0f : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float g = grad[i] + wd * p[i];
+        float b = old * buf[i] + add * g;
+        buf[i] = b;
+        p[i] -= lr * (from_grad * g + (look_ahead + from_buf) * b);
+        grad[i] = zero_grad ? 0.0f : grad[i];
+    }
+}
+
 static void sgd_update(em_optim_slot *slot, bool zero_grad)
 {
     const em_optim_opts *o = slot->opts;
-    float *restrict p = slot->param->data;
-    float *restrict grad = slot->param->grad;
-    float *restrict buf = slot->state[0];
+    const sgd_coeffs k = {
+        .lr = o->lr,
+        .wd = o->weight_decay,
+        .momentum = o->momentum,
+        .keep = (float)(1.0 - (double)o->dampening),
+        .first = slot->steps == 0,
+        .nesterov = o->nesterov,
+        .zero_grad = zero_grad,
+    };
+    float *p = slot->param->data, *grad = slot->param->grad;
+    float *buf = o->momentum != 0.0f ? slot->state[0] : NULL;
     const int64_t n = slot->param->numel;
-    const float lr = o->lr, wd = o->weight_decay, mu = o->momentum;
-    const float keep = (float)(1.0 - (double)o->dampening);
-    const bool with_momentum = mu != 0.0f, first = slot->steps == 0, nesterov = o->nesterov;
-
-#pragma omp parallel for simd if (n >= EM_OPTIM_PARALLEL_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        float g = grad[i];
-        if (wd != 0.0f)
-            g += wd * p[i];
-        if (with_momentum) {
-            float b = first ? g : mu * buf[i] + keep * g;
-            buf[i] = b;
-            g = nesterov ? g + mu * b : b;
-        }
-        p[i] -= lr * g;
-        if (zero_grad)
-            grad[i] = 0.0f;
+    const int64_t chunks = (n + EM_OPTIM_CHUNK - 1) / EM_OPTIM_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= EM_OPTIM_PARALLEL_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t lo = c * EM_OPTIM_CHUNK, len = n - lo < EM_OPTIM_CHUNK ? n - lo : EM_OPTIM_CHUNK;
+        sgd_range(p + lo, grad + lo, buf ? buf + lo : NULL, len, &k);
     }
     slot->steps++;
 }
