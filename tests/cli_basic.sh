@@ -185,6 +185,23 @@ expect_status 1
 expect_text err "magic-images.idx"
 expect_text err "magic"
 
+# Well-formed IDX images reach the model as 1x28x28 or, reshaped, as 784 features;
+# 4 features do not fit and both shapes are named.
+{ printf '\000\000\010\003\000\000\000\012\000\000\000\034\000\000\000\034'
+  head -c 7840 /dev/zero; } >"$TMP/images.idx"
+printf 'input 784\nlinear 3\n' >"$TMP/flat.ember"
+run train "$TMP/flat.ember" --data "idx:$TMP/images.idx,$TMP/labels.idx" --progress quiet
+expect_status 0
+expect_text out "final: epochs 1"
+printf 'input 1x28x28\nflatten\nlinear 3\n' >"$TMP/image.ember"
+run train "$TMP/image.ember" --data "idx:$TMP/images.idx,$TMP/labels.idx" --progress quiet
+expect_status 0
+expect_text out "final: epochs 1"
+run train "$TINY" --data "idx:$TMP/images.idx,$TMP/labels.idx" --progress quiet
+expect_status 1
+expect_text err "[4]"
+expect_text err "784"
+
 printf '1,2,3,4,0\n0.5,0.25,x7,1,1\n' >"$TMP/bad.csv"
 run train "$TINY" --data "csv:$TMP/bad.csv" --progress quiet
 expect_status 1
