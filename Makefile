@@ -20,6 +20,7 @@ run:
 	@scripts/deps.sh run
 	@$(MAKE) --no-print-directory build
 	$(BUILD)/ember train models/mlp.ember --data fashion-mnist --epochs 1 \
+	    --optimizer sgd --lr 0.05 --momentum 0.9 --batch 128 \
 	    --save mlp.safetensors --plot mlp.png
 
 test:
