@@ -78,6 +78,8 @@ static void test_syntax_errors(void)
     expect_error("input 784\nflatten end_dim=-3\n", "bad.ember:2: layer 0 (flatten):", NULL);
     /* a parameter far too large is refused, not attempted */
     expect_error("input 2000000000\nlinear 2000000000\n", "bad.ember:2: layer 0 (linear):", "0.weight");
+    expect_error("input 100000\nlinear 10000\n", "bad.ember:2: layer 0 (linear): 0.weight [10000, 100000]",
+                 "refuses tensors above");
 }
 
 static void test_accepted_syntax(void)

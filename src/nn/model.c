@@ -8,9 +8,10 @@
 #include "ember/error.h"
 #include "nn/layer.h"
 
-/* A parameter larger than this (8 GiB of float32) is refused rather than attempted:
- * a typo in a description should give a message, not exhaust memory. */
-#define MAX_TENSOR_NUMEL (INT64_C(1) << 31)
+/* A parameter larger than this (1 GiB of float32, 2 with its gradient) is refused
+ * rather than attempted: a typo in a description should give a message, not exhaust
+ * memory. */
+#define MAX_TENSOR_NUMEL (INT64_C(1) << 28)
 
 struct em_model {
     em_arena *arena;
