@@ -70,7 +70,9 @@ struct em_layer_kind {
      * usual fix ("add a 'flatten' line before it"). */
     int (*infer)(em_layer *l, const em_shape *in, em_shape *out);
     /* Makes parameters and buffers with em_layer_param / em_layer_buffer, initialised
-     * from rng in PyTorch's order (weight, then bias). NULL for parameter-free kinds. */
+     * from rng in PyTorch's order (weight, then bias). Creation order is state_dict
+     * order: parameters first, then buffers, as a PyTorch module lists them. NULL for
+     * parameter-free kinds. */
     int (*create)(em_layer *l, em_rng *rng);
     /* x: [N, in...] -> [N, out...]. training: dropout active, batch statistics. */
     em_tensor *(*forward)(em_layer *l, em_tensor *x, bool training);
