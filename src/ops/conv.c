@@ -21,11 +21,10 @@
 #include "ember/cnn_ops.h"
 #include "ember/error.h"
 #include "ops/conv_internal.h"
+#include "ops/vec16.h"
 
 /* Column matrices with at most this many rows use small_k_gemm instead of BLAS. */
 #define SMALL_K 16
-/* Output positions per register block of small_k_gemm: 4 AVX-512 vectors. */
-#define SMALL_K_BLOCK 64
 
 /* ---- unfolding --------------------------------------------------------------------- */
 
@@ -104,52 +103,87 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
 
 /* ---- small-K products -------------------------------------------------------------- */
 
-/* y [m, p] = w [m, k] · col [k, p] for small k: each block of output positions stays in
- * registers while the k rows stream past. */
+/* y [m, p] = w [m, k] · col [k, p] for small k. Blocks of 4 rows of w by 16 positions
+ * keep their k-term sums in four vector registers; each load of col serves four rows. */
 static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const float *col,
                          float *y)
 {
-    int64_t full = p / SMALL_K_BLOCK * SMALL_K_BLOCK;
-    for (int64_t o = 0; o < m; o++) {
+    const int64_t full = p / 16 * 16;
+    int64_t o = 0;
+    for (; o + 4 <= m; o += 4) {
+        const float *w0 = w + o * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+        float *y0 = y + o * p, *y1 = y0 + p, *y2 = y1 + p, *y3 = y2 + p;
+        for (int64_t q = 0; q < full; q += 16) {
+            em_vf16 a0 = em_splat16(0.0f), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t r = 0; r < k; r++) {
+                em_vf16 c = em_load16(col + r * p + q);
+                a0 += w0[r] * c;
+                a1 += w1[r] * c;
+                a2 += w2[r] * c;
+                a3 += w3[r] * c;
+            }
+            em_store16(y0 + q, a0);
+            em_store16(y1 + q, a1);
+            em_store16(y2 + q, a2);
+            em_store16(y3 + q, a3);
+        }
+        for (int64_t q = full; q < p; q++) {
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            for (int64_t r = 0; r < k; r++) {
+                float c = col[r * p + q];
+                s0 += w0[r] * c;
+                s1 += w1[r] * c;
+                s2 += w2[r] * c;
+                s3 += w3[r] * c;
+            }
+            y0[q] = s0;
+            y1[q] = s1;
+            y2[q] = s2;
+            y3[q] = s3;
+        }
+    }
+    for (; o < m; o++) {
         const float *wo = w + o * k;
         float *yo = y + o * p;
-        for (int64_t p0 = 0; p0 < full; p0 += SMALL_K_BLOCK) {
-            float acc[SMALL_K_BLOCK] = {0};
-            for (int64_t r = 0; r < k; r++) {
-                const float wr = wo[r];
-                const float *cr = col + r * p + p0;
-                for (int q = 0; q < SMALL_K_BLOCK; q++)
-                    acc[q] += wr * cr[q];
-            }
-            memcpy(yo + p0, acc, sizeof acc);
+        for (int64_t q = 0; q < full; q += 16) {
+            em_vf16 a = em_splat16(0.0f);
+            for (int64_t r = 0; r < k; r++)
+                a += wo[r] * em_load16(col + r * p + q);
+            em_store16(yo + q, a);
         }
-        if (full < p) {
-            int64_t rest = p - full;
-            float acc[SMALL_K_BLOCK] = {0};
-            for (int64_t r = 0; r < k; r++) {
-                const float wr = wo[r];
-                const float *cr = col + r * p + full;
-                for (int64_t q = 0; q < rest; q++)
-                    acc[q] += wr * cr[q];
-            }
-            memcpy(yo + full, acc, (size_t)rest * sizeof(float));
+        for (int64_t q = full; q < p; q++) {
+            float s = 0.0f;
+            for (int64_t r = 0; r < k; r++)
+                s += wo[r] * col[r * p + q];
+            yo[q] = s;
         }
     }
 }
 
-/* dw [m, k] += dz [m, p] · col [k, p]ᵀ for small k: dot products along p. */
+/* dw [m, k] += dz [m, p] · col [k, p]ᵀ for small k: per block of 16 positions, each row
+ * of dz is loaded once and multiplied into k vector accumulators. */
 static void small_k_gemm_nt(int64_t m, int64_t p, int64_t k, const float *dz, const float *col,
                             float *dw)
 {
+    const int64_t full = p / 16 * 16;
     for (int64_t o = 0; o < m; o++) {
         const float *dzo = dz + o * p;
+        em_vf16 acc[SMALL_K];
+        for (int64_t r = 0; r < k; r++)
+            acc[r] = em_splat16(0.0f);
+        for (int64_t q = 0; q < full; q += 16) {
+            em_vf16 d = em_load16(dzo + q);
+            for (int64_t r = 0; r < k; r++)
+                acc[r] += d * em_load16(col + r * p + q);
+        }
         for (int64_t r = 0; r < k; r++) {
+            float total = 0.0f;
+            for (int l = 0; l < 16; l++)
+                total += acc[r][l];
             const float *cr = col + r * p;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t q = 0; q < p; q++)
-                acc += dzo[q] * cr[q];
-            dw[o * k + r] += acc;
+            for (int64_t q = full; q < p; q++)
+                total += dzo[q] * cr[q];
+            dw[o * k + r] += total;
         }
     }
 }
