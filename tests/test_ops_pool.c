@@ -106,6 +106,56 @@ static void test_exact(void)
     em_step_end();
 }
 
+/* 2x2 stride-2 windows on rows long enough for the vector kernel's full blocks, with
+ * many ties (values quantised to a few levels) and some NaN: values and gradient
+ * positions against an in-order scan of each window (first maximum, last NaN). */
+static void test_wide_2x2(void)
+{
+    em_rng rng;
+    em_rng_seed(&rng, 21);
+    const int64_t n = 2, c = 3, h = 6, w = 71, oh = 3, ow = 35;
+    em_tensor *x = em_tensor_empty(NULL, 4, (int64_t[]){n, c, h, w});
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = em_rng_below(&rng, 50) == 0 ? NAN : (float)em_rng_below(&rng, 4);
+    x->requires_grad = true;
+    em_tensor *y = em_max_pool2d(x, 2, 2, 2, 2, 0, 0);
+    CHECK(y && y->shape[2] == oh && y->shape[3] == ow);
+    if (!y)
+        return;
+    float *gy = em_arena_alloc(em_step_arena(), (size_t)y->numel * sizeof(float));
+    float *want_grad = em_arena_calloc(em_step_arena(), (size_t)x->numel, sizeof(float));
+    int64_t bad_values = 0;
+    for (int64_t p = 0; p < n * c; p++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++) {
+                const float *plane = x->data + p * h * w;
+                int64_t at = 2 * oy * w + 2 * ox;
+                const int64_t cells[4] = {at, at + 1, at + w, at + w + 1};
+                float best = plane[at];
+                for (int k = 1; k < 4; k++) {
+                    float v = plane[cells[k]];
+                    if (v > best || isnan(v)) {
+                        best = v;
+                        at = cells[k];
+                    }
+                }
+                int64_t o = (p * oh + oy) * ow + ox;
+                float got = y->data[o];
+                bad_values += !(got == best || (isnan(got) && isnan(best)));
+                gy[o] = (float)(o + 1);
+                want_grad[p * h * w + at] += gy[o];
+            }
+    CHECK_MSG(bad_values == 0, "%lld pooled values differ from an in-order scan", (long long)bad_values);
+    CHECK(em_backward_with(y, gy) == EM_OK);
+    test_tensor_close("wide 2x2 gradient positions", em_tensor_wrap(NULL, 4, x->shape, x->grad), want_grad, 0, 0);
+    /* Without gradients (no positions kept) the values are the same. */
+    bool was = em_set_grad_enabled(false);
+    em_tensor *y2 = em_max_pool2d(x, 2, 2, 2, 2, 0, 0);
+    em_set_grad_enabled(was);
+    CHECK(y2 && memcmp(y2->data, y->data, (size_t)y->numel * sizeof(float)) == 0);
+    em_step_end();
+}
+
 typedef struct pool_args {
     const pool_case *c;
 } pool_args;
@@ -174,6 +224,7 @@ int main(void)
 {
     test_parity();
     test_exact();
+    test_wide_2x2();
     test_gradients();
     test_errors();
     return test_finish();
