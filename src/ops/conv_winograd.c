@@ -4,24 +4,29 @@
  * 16 products per channel pair instead of the 36 of the direct form. With the weights
  * transformed once (U = G g Gᵀ) and the input tiles transformed into V = Bᵀ d B, the sum
  * over input channels becomes 16 independent GEMMs, one per position ξ of the 4x4
- * transformed tile: M_ξ [O, tiles] = U_ξ [O, C] · V_ξ [C, tiles]; the output transform
+ * transformed tile: M_ξ [tiles, O] = V_ξ [tiles, C] · U_ξᵀ [C, O]; the output transform
  * Aᵀ M A then gives the 2x2 outputs. So the GEMM work is 16/36 of im2col's.
  *
  * Backward differentiates exactly this computation, so it stays in the same domain:
- * dM = A dY Aᵀ per tile, dU_ξ += dM_ξ · V_ξᵀ, dV_ξ = U_ξᵀ · dM_ξ, then dW = Gᵀ dU G and
- * dx gets B dV Bᵀ added at each tile's place (tiles overlap by two rows and columns).
+ * dM = A dY Aᵀ per tile, dU_ξ += dM_ξᵀ · V_ξ, dV_ξ = dM_ξ · U_ξ, then dW = Gᵀ dU G and dx
+ * gets B dV Bᵀ added at each tile's place (tiles overlap by two rows and columns).
+ *
+ * Inside, data is channel-last: tiles are short (a 14x14 plane has rows of 7 tiles), so the
+ * transforms run across 16 channels at a time instead, on vectors. Each image's input is
+ * copied once into a zero-padded channel-last band, and the outputs are scattered back to
+ * NCHW, so the transforms never test bounds. Channel counts are padded to multiples of 16
+ * in these buffers; the GEMMs read only the real channels.
  *
  * Work goes in blocks of whole images (or bands of tile rows when one image has more tiles
  * than a block holds), sized so that a block's transformed data stays in L2 between the
- * transforms and the GEMMs; threads take blocks, BLAS runs on one thread in each. Inputs
- * are read through a zero-padded copy of the rows a band needs, so the transforms never
- * test bounds. */
+ * transforms and the GEMMs; threads take blocks, BLAS runs on one thread in each. */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
 
 #include "ember/error.h"
 #include "ops/conv_internal.h"
+#include "ops/vec16.h"
 
 #define XI 16 /* positions in a transformed 4x4 tile */
 /* Transformed data (V, dV and dM in backward) per block: about this many bytes. */
@@ -47,8 +52,10 @@ bool em_conv_winograd_applies(const conv_geom *g)
 /* ---- blocks ------------------------------------------------------------------------ */
 
 typedef struct wino_plan {
-    int64_t th, tw, tpi;  /* tile rows and columns per image, tiles per image */
+    int64_t th, tw;       /* tile rows and columns per image */
+    int64_t cp, op;       /* channels padded to multiples of 16 */
     int64_t band_cols;    /* padded input row: 2·tw + 2 */
+    int64_t band_rows;    /* most padded input rows a block needs: 2·(tile rows) + 2 */
     bool whole_images;    /* blocks of whole images, else bands of one image */
     int64_t per_block;    /* images per block, or tile rows per band */
     int64_t items;        /* units of parallel work: blocks of images, or single images */
@@ -62,19 +69,23 @@ typedef struct wino_block {
     int64_t tiles;
 } wino_block;
 
+static int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
+
 static void make_plan(const conv_geom *g, wino_plan *p)
 {
     p->th = (g->oh + 1) / 2;
     p->tw = (g->ow + 1) / 2;
-    p->tpi = p->th * p->tw;
+    p->cp = round16(g->c);
+    p->op = round16(g->o);
     p->band_cols = 2 * p->tw + 2;
-    int64_t tile_bytes = (int64_t)XI * (2 * g->c + g->o) * (int64_t)sizeof(float);
+    const int64_t tpi = p->th * p->tw;
+    int64_t tile_bytes = (int64_t)XI * (2 * p->cp + p->op) * (int64_t)sizeof(float);
     int64_t budget = BLOCK_BYTES / tile_bytes;
     if (budget < 1)
         budget = 1;
-    if (p->tpi <= budget) {
+    if (tpi <= budget) {
         p->whole_images = true;
-        p->per_block = budget / p->tpi;
+        p->per_block = budget / tpi;
         if (p->per_block > g->n)
             p->per_block = g->n;
         /* Every thread should get blocks: shrink them when the batch is small. */
@@ -83,13 +94,15 @@ static void make_plan(const conv_geom *g, wino_plan *p)
             p->per_block--;
         p->items = (g->n + p->per_block - 1) / p->per_block;
         p->bands = 1;
-        p->max_tiles = p->per_block * p->tpi;
+        p->max_tiles = p->per_block * tpi;
+        p->band_rows = 2 * p->th + 2;
     } else {
         p->whole_images = false;
         p->per_block = budget / p->tw > 0 ? budget / p->tw : 1;
         p->items = g->n;
         p->bands = (p->th + p->per_block - 1) / p->per_block;
         p->max_tiles = p->per_block * p->tw;
+        p->band_rows = 2 * p->per_block + 2;
     }
 }
 
@@ -109,35 +122,13 @@ static void block_of(const conv_geom *g, const wino_plan *p, int64_t item, int64
     b->tiles = (b->n1 - b->n0) * (b->ty1 - b->ty0) * p->tw;
 }
 
-/* Images of an item: [*n0, *n1). */
-static void item_images(const conv_geom *g, const wino_plan *p, int64_t item, int64_t *n0, int64_t *n1)
+/* Index of tile (n, ty, tx) within its block. */
+static inline int64_t tile_index(const wino_plan *p, const wino_block *b, int64_t n, int64_t ty, int64_t tx)
 {
-    wino_block b;
-    block_of(g, p, item, 0, &b);
-    *n0 = b.n0;
-    *n1 = b.n1;
+    return ((n - b->n0) * (b->ty1 - b->ty0) + (ty - b->ty0)) * p->tw + tx;
 }
 
-/* Rows 2·ty0 .. 2·ty1+1 of the zero-padded input plane, band_cols wide. */
-static void load_band(const conv_geom *g, const wino_plan *p, const float *plane, const wino_block *b,
-                      float *band)
-{
-    const int64_t cols = p->band_cols, rows = 2 * (b->ty1 - b->ty0) + 2;
-    int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
-    for (int64_t r = 0; r < rows; r++) {
-        float *dst = band + r * cols;
-        int64_t iy = 2 * b->ty0 + r - g->ph;
-        if (iy < 0 || iy >= g->h || copy <= 0) {
-            memset(dst, 0, (size_t)cols * sizeof(float));
-            continue;
-        }
-        memset(dst, 0, (size_t)g->pw * sizeof(float));
-        memcpy(dst + g->pw, plane + iy * g->w, (size_t)copy * sizeof(float));
-        memset(dst + g->pw + copy, 0, (size_t)(cols - g->pw - copy) * sizeof(float));
-    }
-}
-
-/* ---- transforms -------------------------------------------------------------------- */
+/* ---- weights ----------------------------------------------------------------------- */
 
 /* U_ξ[o][c] = (G g Gᵀ)_ξ for every 3x3 kernel g = w[o][c]. */
 static void weight_transform(const conv_geom *g, const float *w, float *u)
@@ -161,7 +152,7 @@ static void weight_transform(const conv_geom *g, const float *w, float *u)
     }
 }
 
-/* dw[o][c] += (Gᵀ dU G) for each [o][c]. */
+/* dw[o][c] += Gᵀ dU G for each [o][c]. */
 static void weight_grad_transform(const conv_geom *g, const float *du, float *dw)
 {
     const int64_t oc = g->o * g->c;
@@ -183,161 +174,326 @@ static void weight_grad_transform(const conv_geom *g, const float *du, float *dw
     }
 }
 
-/* V_ξ[c][t] = (Bᵀ d B)_ξ for every tile t of the block (V_ξ at v + ξ·C·T). */
-static void input_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
-                            float *v, float *band)
+/* ---- layout changes ---------------------------------------------------------------- */
+
+/* dst[j·ds + i] (+)= src[i·ss + j] for i < rows, j < cols, in 16x16 blocks. With mask,
+ * source elements whose mask element (same layout as src) is not positive count as 0:
+ * ReLU's derivative applied on the way. */
+static void transpose(const float *src, const float *mask, int64_t ss, int64_t rows, int64_t cols,
+                      float *dst, int64_t ds, bool add)
 {
-    const int64_t T = b->tiles, stride = g->c * T, rows = b->ty1 - b->ty0, cols = p->band_cols;
-    for (int64_t n = b->n0; n < b->n1; n++)
-        for (int64_t c = 0; c < g->c; c++) {
-            load_band(g, p, x + (n * g->c + c) * g->h * g->w, b, band);
-            for (int64_t ty = 0; ty < rows; ty++) {
-                const float *r0 = band + 2 * ty * cols, *r1 = r0 + cols, *r2 = r1 + cols, *r3 = r2 + cols;
-                float *out = v + c * T + ((n - b->n0) * rows + ty) * p->tw;
-                for (int64_t tx = 0; tx < p->tw; tx++) {
-                    const int64_t q = 2 * tx;
-                    float t[4][4]; /* Bᵀ d */
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = r0[q + j] - r2[q + j];
-                        t[1][j] = r1[q + j] + r2[q + j];
-                        t[2][j] = r2[q + j] - r1[q + j];
-                        t[3][j] = r1[q + j] - r3[q + j];
-                    }
-                    for (int i = 0; i < 4; i++) {
-                        out[(4 * i + 0) * stride + tx] = t[i][0] - t[i][2];
-                        out[(4 * i + 1) * stride + tx] = t[i][1] + t[i][2];
-                        out[(4 * i + 2) * stride + tx] = t[i][2] - t[i][1];
-                        out[(4 * i + 3) * stride + tx] = t[i][1] - t[i][3];
-                    }
-                }
+    const int64_t rf = rows / 16 * 16, cf = cols / 16 * 16;
+    const em_vf16 zero = em_splat16(0.0f);
+    for (int64_t i = 0; i < rf; i += 16)
+        for (int64_t j = 0; j < cf; j += 16) {
+            em_vf16 r[16];
+            for (int k = 0; k < 16; k++) {
+                r[k] = em_load16(src + (i + k) * ss + j);
+                if (mask)
+                    r[k] = em_select16(em_load16(mask + (i + k) * ss + j) > zero, r[k], zero);
             }
+            em_transpose16_step8(r);
+            em_transpose16_step4(r);
+            em_transpose16_step2(r);
+            em_transpose16_step1(r);
+            for (int k = 0; k < 16; k++) {
+                float *d = dst + (j + k) * ds + i;
+                em_store16(d, add ? em_load16(d) + r[k] : r[k]);
+            }
+        }
+    /* The edges: columns past the last full block, then rows past it. */
+    for (int64_t j = cf; j < cols; j++)
+        for (int64_t i = 0; i < rows; i++) {
+            float v = src[i * ss + j];
+            if (mask && !(mask[i * ss + j] > 0.0f))
+                v = 0.0f;
+            dst[j * ds + i] = add ? dst[j * ds + i] + v : v;
+        }
+    for (int64_t j = 0; j < cf; j++)
+        for (int64_t i = rf; i < rows; i++) {
+            float v = src[i * ss + j];
+            if (mask && !(mask[i * ss + j] > 0.0f))
+                v = 0.0f;
+            dst[j * ds + i] = add ? dst[j * ds + i] + v : v;
         }
 }
 
-/* The 2x2 outputs (Aᵀ M A) + bias of every tile into pre, dropping those past the edge. */
-static void output_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *m,
-                             const float *bias, float *pre)
+/* Per-thread buffers. */
+typedef struct wino_work {
+    float *v, *dv, *m;  /* transformed input, its gradient, transformed output (or its gradient) */
+    float *band;        /* padded channel-last input rows (or their gradient) */
+    float *in_t;        /* input rows of one image, channel-last, padding lanes zero */
+    float *out_t;       /* output rows of one image, channel-last, padding lanes zero */
+    float *dz;          /* output gradient through a non-ReLU activation, NCHW */
+    float *du, *db;     /* partial weight and bias gradients */
+} wino_work;
+
+/* Input rows [iy0, iy1) of a block's band: those that exist in x. */
+static void band_input_rows(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t *iy0,
+                            int64_t *iy1)
 {
-    const int64_t T = b->tiles, stride = g->o * T, rows = b->ty1 - b->ty0;
-    const int64_t full_tx = g->ow / 2; /* tiles whose two columns are both inside */
-    for (int64_t n = b->n0; n < b->n1; n++)
-        for (int64_t o = 0; o < g->o; o++) {
-            const float bo = bias ? bias[o] : 0.0f;
-            float *plane = pre + (n * g->o + o) * g->p;
-            for (int64_t ty = 0; ty < rows; ty++) {
-                const int64_t oy = 2 * (b->ty0 + ty);
-                const bool second_row = oy + 1 < g->oh;
-                const float *in = m + o * T + ((n - b->n0) * rows + ty) * p->tw;
-                float *y0 = plane + oy * g->ow, *y1 = second_row ? y0 + g->ow : NULL;
-                for (int64_t tx = 0; tx < p->tw; tx++) {
-                    float s[2][4]; /* Aᵀ M */
+    int64_t lo = 2 * b->ty0 - g->ph, hi = 2 * b->ty1 + 2 - g->ph;
+    (void)p;
+    *iy0 = lo < 0 ? 0 : lo;
+    *iy1 = hi > g->h ? g->h : hi;
+    if (*iy1 < *iy0)
+        *iy1 = *iy0;
+}
+
+/* ---- inputs ------------------------------------------------------------------------ */
+
+/* Rows 2·ty0 .. 2·ty1+1 of image n's zero-padded input, channel-last: band[r][col][cp]. */
+static void load_band(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
+                      int64_t n, wino_work *wk)
+{
+    const int64_t cols = p->band_cols, rows = 2 * (b->ty1 - b->ty0) + 2, cp = p->cp;
+    int64_t iy0, iy1;
+    band_input_rows(g, p, b, &iy0, &iy1);
+    const int64_t plane = g->h * g->w;
+    transpose(x + n * g->c * plane + iy0 * g->w, NULL, plane, g->c, (iy1 - iy0) * g->w, wk->in_t, cp, false);
+    const int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
+    for (int64_t r = 0; r < rows; r++) {
+        float *dst = wk->band + r * cols * cp;
+        int64_t iy = 2 * b->ty0 + r - g->ph;
+        if (iy < iy0 || iy >= iy1 || copy <= 0) {
+            memset(dst, 0, (size_t)(cols * cp) * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)(g->pw * cp) * sizeof(float));
+        memcpy(dst + g->pw * cp, wk->in_t + (iy - iy0) * g->w * cp, (size_t)(copy * cp) * sizeof(float));
+        memset(dst + (g->pw + copy) * cp, 0, (size_t)((cols - g->pw - copy) * cp) * sizeof(float));
+    }
+}
+
+/* V_ξ[t][c] = (Bᵀ d B)_ξ for every tile of the block (V_ξ at v + ξ·T·cp). */
+static void input_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
+                            wino_work *wk)
+{
+    const int64_t T = b->tiles, cp = p->cp, cols = p->band_cols, row = cols * cp;
+    for (int64_t n = b->n0; n < b->n1; n++) {
+        load_band(g, p, b, x, n, wk);
+        for (int64_t ty = b->ty0; ty < b->ty1; ty++)
+            for (int64_t tx = 0; tx < p->tw; tx++) {
+                const float *d = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * cp;
+                float *out = wk->v + tile_index(p, b, n, ty, tx) * cp;
+                for (int64_t c = 0; c < cp; c += 16) {
+                    em_vf16 t[4][4]; /* Bᵀ d */
                     for (int j = 0; j < 4; j++) {
-                        float a0 = in[j * stride + tx], a1 = in[(4 + j) * stride + tx];
-                        float a2 = in[(8 + j) * stride + tx], a3 = in[(12 + j) * stride + tx];
+                        em_vf16 d0 = em_load16(d + j * cp + c), d1 = em_load16(d + row + j * cp + c);
+                        em_vf16 d2 = em_load16(d + 2 * row + j * cp + c);
+                        em_vf16 d3 = em_load16(d + 3 * row + j * cp + c);
+                        t[0][j] = d0 - d2;
+                        t[1][j] = d1 + d2;
+                        t[2][j] = d2 - d1;
+                        t[3][j] = d1 - d3;
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        em_store16(out + (4 * i + 0) * T * cp + c, t[i][0] - t[i][2]);
+                        em_store16(out + (4 * i + 1) * T * cp + c, t[i][1] + t[i][2]);
+                        em_store16(out + (4 * i + 2) * T * cp + c, t[i][2] - t[i][1]);
+                        em_store16(out + (4 * i + 3) * T * cp + c, t[i][1] - t[i][3]);
+                    }
+                }
+            }
+    }
+}
+
+/* dx += B dV Bᵀ of every tile at its place, accumulated in a channel-last band first. */
+static void input_grad_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, float *dx,
+                                 wino_work *wk)
+{
+    const int64_t T = b->tiles, cp = p->cp, cols = p->band_cols, row = cols * cp;
+    const int64_t rows = 2 * (b->ty1 - b->ty0) + 2;
+    for (int64_t n = b->n0; n < b->n1; n++) {
+        memset(wk->band, 0, (size_t)(rows * row) * sizeof(float));
+        for (int64_t ty = b->ty0; ty < b->ty1; ty++)
+            for (int64_t tx = 0; tx < p->tw; tx++) {
+                const float *in = wk->dv + tile_index(p, b, n, ty, tx) * cp;
+                float *d = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * cp;
+                for (int64_t c = 0; c < cp; c += 16) {
+                    em_vf16 t[4][4]; /* B dV */
+                    for (int j = 0; j < 4; j++) {
+                        em_vf16 m0 = em_load16(in + j * T * cp + c), m1 = em_load16(in + (4 + j) * T * cp + c);
+                        em_vf16 m2 = em_load16(in + (8 + j) * T * cp + c);
+                        em_vf16 m3 = em_load16(in + (12 + j) * T * cp + c);
+                        t[0][j] = m0;
+                        t[1][j] = m1 - m2 + m3;
+                        t[2][j] = m1 + m2 - m0;
+                        t[3][j] = -m3;
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        float *r = d + i * row + c;
+                        em_store16(r, em_load16(r) + t[i][0]);
+                        em_store16(r + cp, em_load16(r + cp) + t[i][1] - t[i][2] + t[i][3]);
+                        em_store16(r + 2 * cp, em_load16(r + 2 * cp) + t[i][1] + t[i][2] - t[i][0]);
+                        em_store16(r + 3 * cp, em_load16(r + 3 * cp) - t[i][3]);
+                    }
+                }
+            }
+        /* The band's cells inside the real input, gathered channel-last, then back to NCHW. */
+        int64_t iy0, iy1;
+        band_input_rows(g, p, b, &iy0, &iy1);
+        const int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
+        if (copy < g->w)
+            memset(wk->in_t, 0, (size_t)((iy1 - iy0) * g->w * cp) * sizeof(float));
+        for (int64_t iy = iy0; iy < iy1; iy++)
+            memcpy(wk->in_t + (iy - iy0) * g->w * cp, wk->band + ((iy + g->ph - 2 * b->ty0) * cols + g->pw) * cp,
+                   (size_t)(copy * cp) * sizeof(float));
+        const int64_t plane = g->h * g->w;
+        transpose(wk->in_t, NULL, cp, (iy1 - iy0) * g->w, g->c, dx + n * g->c * plane + iy0 * g->w, plane,
+                  true);
+    }
+}
+
+/* ---- outputs ----------------------------------------------------------------------- */
+
+/* Output rows [oy0, oy1) of a block. */
+static void band_output_rows(const conv_geom *g, const wino_block *b, int64_t *oy0, int64_t *oy1)
+{
+    *oy0 = 2 * b->ty0;
+    *oy1 = 2 * b->ty1 < g->oh ? 2 * b->ty1 : g->oh;
+}
+
+/* The 2x2 outputs Aᵀ M A + bias of every tile (ReLU applied here when relu is set),
+ * gathered channel-last per image, then stored to NCHW pre; outputs past the edge are
+ * dropped. */
+static void output_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
+                             const float *bias_padded, bool relu, float *pre, wino_work *wk)
+{
+    const int64_t T = b->tiles, op = p->op;
+    int64_t oy0, oy1;
+    band_output_rows(g, b, &oy0, &oy1);
+    const em_vf16 zero = em_splat16(0.0f);
+    for (int64_t n = b->n0; n < b->n1; n++) {
+        for (int64_t ty = b->ty0; ty < b->ty1; ty++)
+            for (int64_t tx = 0; tx < p->tw; tx++) {
+                const float *in = wk->m + tile_index(p, b, n, ty, tx) * op;
+                const int64_t oy = 2 * ty, ox = 2 * tx;
+                const int rows = oy + 1 < g->oh ? 2 : 1, cols = ox + 1 < g->ow ? 2 : 1;
+                float *out = wk->out_t + ((oy - oy0) * g->ow + ox) * op;
+                for (int64_t o0 = 0; o0 < op; o0 += 16) {
+                    em_vf16 s[2][4]; /* Aᵀ M */
+                    for (int j = 0; j < 4; j++) {
+                        em_vf16 a0 = em_load16(in + j * T * op + o0), a1 = em_load16(in + (4 + j) * T * op + o0);
+                        em_vf16 a2 = em_load16(in + (8 + j) * T * op + o0);
+                        em_vf16 a3 = em_load16(in + (12 + j) * T * op + o0);
                         s[0][j] = a0 + a1 + a2;
                         s[1][j] = a1 - a2 - a3;
                     }
-                    float v00 = s[0][0] + s[0][1] + s[0][2] + bo, v01 = s[0][1] - s[0][2] - s[0][3] + bo;
-                    float v10 = s[1][0] + s[1][1] + s[1][2] + bo, v11 = s[1][1] - s[1][2] - s[1][3] + bo;
-                    y0[2 * tx] = v00;
-                    if (tx < full_tx)
-                        y0[2 * tx + 1] = v01;
-                    if (y1) {
-                        y1[2 * tx] = v10;
-                        if (tx < full_tx)
-                            y1[2 * tx + 1] = v11;
+                    em_vf16 bias = em_load16(bias_padded + o0);
+                    for (int i = 0; i < rows; i++) {
+                        em_vf16 y0 = s[i][0] + s[i][1] + s[i][2] + bias;
+                        em_vf16 y1 = s[i][1] - s[i][2] - s[i][3] + bias;
+                        if (relu) {
+                            y0 = em_select16(y0 > zero, y0, zero);
+                            y1 = em_select16(y1 > zero, y1, zero);
+                        }
+                        em_store16(out + i * g->ow * op + o0, y0);
+                        if (cols == 2)
+                            em_store16(out + (i * g->ow + 1) * op + o0, y1);
                     }
+                }
+            }
+        transpose(wk->out_t, NULL, op, (oy1 - oy0) * g->ow, g->o, pre + n * g->o * g->p + oy0 * g->ow, g->p,
+                  false);
+    }
+}
+
+/* Image n's output gradient over the block's tiles, channel-last and zero past the edges
+ * (dz_t[oy][ox][op] with rows of 2·tw), into wk->band. dz is NCHW for the item's images
+ * from n0; y gives ReLU's mask when relu_mask is set. */
+static void load_output_grad(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t n,
+                             int64_t n0, const float *dz, const float *y, bool relu_mask, wino_work *wk)
+{
+    const int64_t op = p->op, cols = 2 * p->tw, rows = 2 * (b->ty1 - b->ty0);
+    int64_t oy0, oy1;
+    band_output_rows(g, b, &oy0, &oy1);
+    const int64_t image = (n - n0) * g->o * g->p + oy0 * g->ow;
+    transpose(dz + image, relu_mask ? y + image : NULL, g->p, g->o, (oy1 - oy0) * g->ow, wk->out_t, op, false);
+    float *dz_t = wk->band;
+    for (int64_t r = 0; r < rows; r++) {
+        float *dst = dz_t + r * cols * op;
+        if (oy0 + r >= oy1) {
+            memset(dst, 0, (size_t)(cols * op) * sizeof(float));
+            continue;
+        }
+        memcpy(dst, wk->out_t + r * g->ow * op, (size_t)(g->ow * op) * sizeof(float));
+        memset(dst + g->ow * op, 0, (size_t)((cols - g->ow) * op) * sizeof(float));
+    }
+}
+
+/* dM = A dZ Aᵀ of every tile of image n (dM_ξ at m + ξ·T·op), from load_output_grad's rows. */
+static void output_grad_transform(const wino_plan *p, const wino_block *b, int64_t n, wino_work *wk)
+{
+    const int64_t T = b->tiles, op = p->op, cols = 2 * p->tw;
+    for (int64_t ty = b->ty0; ty < b->ty1; ty++)
+        for (int64_t tx = 0; tx < p->tw; tx++) {
+            const float *z = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * op;
+            float *out = wk->m + tile_index(p, b, n, ty, tx) * op;
+            for (int64_t o0 = 0; o0 < op; o0 += 16) {
+                em_vf16 a = em_load16(z + o0), bb = em_load16(z + op + o0);
+                em_vf16 c = em_load16(z + cols * op + o0), d = em_load16(z + (cols + 1) * op + o0);
+                em_vf16 r[4][2] = {{a, bb}, {a + c, bb + d}, {a - c, bb - d}, {-c, -d}};
+                for (int i = 0; i < 4; i++) {
+                    em_store16(out + (4 * i + 0) * T * op + o0, r[i][0]);
+                    em_store16(out + (4 * i + 1) * T * op + o0, r[i][0] + r[i][1]);
+                    em_store16(out + (4 * i + 2) * T * op + o0, r[i][0] - r[i][1]);
+                    em_store16(out + (4 * i + 3) * T * op + o0, -r[i][1]);
                 }
             }
         }
 }
 
-/* dM = A dZ Aᵀ of every tile, dZ being zero past the output's edge (dM_ξ at dm + ξ·O·T). */
-static void output_grad_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
-                                  const float *dz_images, float *dm)
+/* ---- scratch ----------------------------------------------------------------------- */
+
+/* Floats rounded up to whole cache lines. */
+static size_t lines(int64_t floats) { return (size_t)((floats + 15) / 16 * 16); }
+
+typedef struct wino_sizes {
+    size_t v, dv, m, band, in_t, out_t, dz, du, db, total;
+} wino_sizes;
+
+static void scratch_sizes(const conv_geom *g, const wino_plan *p, bool backward, bool need_x, bool need_w,
+                          bool need_b, bool need_dz, wino_sizes *z)
 {
-    const int64_t T = b->tiles, stride = g->o * T, rows = b->ty1 - b->ty0;
-    const int64_t full_tx = g->ow / 2;
-    for (int64_t n = b->n0; n < b->n1; n++)
-        for (int64_t o = 0; o < g->o; o++) {
-            const float *plane = dz_images + ((n - b->n0) * g->o + o) * g->p;
-            for (int64_t ty = 0; ty < rows; ty++) {
-                const int64_t oy = 2 * (b->ty0 + ty);
-                const float *z0 = plane + oy * g->ow, *z1 = oy + 1 < g->oh ? z0 + g->ow : NULL;
-                float *out = dm + o * T + ((n - b->n0) * rows + ty) * p->tw;
-                for (int64_t tx = 0; tx < p->tw; tx++) {
-                    bool second_col = tx < full_tx;
-                    float a = z0[2 * tx], bb = second_col ? z0[2 * tx + 1] : 0.0f;
-                    float c = z1 ? z1[2 * tx] : 0.0f, d = z1 && second_col ? z1[2 * tx + 1] : 0.0f;
-                    const float r[4][2] = {{a, bb}, {a + c, bb + d}, {a - c, bb - d}, {-c, -d}};
-                    for (int i = 0; i < 4; i++) {
-                        out[(4 * i + 0) * stride + tx] = r[i][0];
-                        out[(4 * i + 1) * stride + tx] = r[i][0] + r[i][1];
-                        out[(4 * i + 2) * stride + tx] = r[i][0] - r[i][1];
-                        out[(4 * i + 3) * stride + tx] = -r[i][1];
-                    }
-                }
-            }
-        }
+    const int64_t tile_rows = p->whole_images ? p->th : p->per_block;
+    const int64_t in_rows = 2 * tile_rows + 2 < g->h ? 2 * tile_rows + 2 : g->h;
+    const int64_t out_rows = 2 * tile_rows < g->oh ? 2 * tile_rows : g->oh;
+    const int64_t band_cp = p->band_rows * p->band_cols * p->cp;
+    const int64_t band_op = 2 * tile_rows * 2 * p->tw * p->op; /* output gradient rows */
+    z->v = !backward || need_w ? lines(XI * p->max_tiles * p->cp) : 0;
+    z->dv = backward && need_x ? lines(XI * p->max_tiles * p->cp) : 0;
+    z->m = lines(XI * p->max_tiles * p->op);
+    z->band = lines(backward && band_op > band_cp ? band_op : band_cp);
+    z->in_t = lines(in_rows * g->w * p->cp);
+    z->out_t = lines(out_rows * g->ow * p->op);
+    z->dz = backward && need_dz ? lines((p->whole_images ? p->per_block : 1) * g->o * g->p) : 0;
+    z->du = backward && need_w ? lines(XI * g->o * g->c) : 0;
+    z->db = backward && need_b ? lines(g->o) : 0;
+    z->total = z->v + z->dv + z->m + z->band + z->in_t + z->out_t + z->dz + z->du + z->db;
 }
 
-/* dx += B dV Bᵀ of every tile at its place (through a padded band, like the input). */
-static void input_grad_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
-                                 const float *dv, float *dx, float *band)
+/* Thread t's buffers, with the lanes that no GEMM or transpose writes set to zero. */
+static void thread_work(const wino_sizes *z, float *scratch, int t, wino_work *wk)
 {
-    const int64_t T = b->tiles, stride = g->c * T, rows = b->ty1 - b->ty0, cols = p->band_cols;
-    const int64_t band_rows = 2 * rows + 2;
-    for (int64_t n = b->n0; n < b->n1; n++)
-        for (int64_t c = 0; c < g->c; c++) {
-            memset(band, 0, (size_t)(band_rows * cols) * sizeof(float));
-            for (int64_t ty = 0; ty < rows; ty++) {
-                const float *in = dv + c * T + ((n - b->n0) * rows + ty) * p->tw;
-                float *r0 = band + 2 * ty * cols;
-                for (int64_t tx = 0; tx < p->tw; tx++) {
-                    float m[4][4], t[4][4]; /* dV and B dV */
-                    for (int x = 0; x < XI; x++)
-                        m[x / 4][x % 4] = in[x * stride + tx];
-                    for (int j = 0; j < 4; j++) {
-                        t[0][j] = m[0][j];
-                        t[1][j] = m[1][j] - m[2][j] + m[3][j];
-                        t[2][j] = -m[0][j] + m[1][j] + m[2][j];
-                        t[3][j] = -m[3][j];
-                    }
-                    for (int i = 0; i < 4; i++) {
-                        float *r = r0 + i * cols + 2 * tx;
-                        r[0] += t[i][0];
-                        r[1] += t[i][1] - t[i][2] + t[i][3];
-                        r[2] += -t[i][0] + t[i][1] + t[i][2];
-                        r[3] += -t[i][3];
-                    }
-                }
-            }
-            /* The band's rows inside the real input, added to dx. */
-            float *plane = dx + (n * g->c + c) * g->h * g->w;
-            int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
-            for (int64_t r = 0; r < band_rows && copy > 0; r++) {
-                int64_t iy = 2 * b->ty0 + r - g->ph;
-                if (iy < 0 || iy >= g->h)
-                    continue;
-                const float *src = band + r * cols + g->pw;
-                float *dst = plane + iy * g->w;
-                for (int64_t i = 0; i < copy; i++)
-                    dst[i] += src[i];
-            }
-        }
+    float *c = scratch + (size_t)t * z->total;
+    wk->v = c, c += z->v;
+    wk->dv = c, c += z->dv;
+    wk->m = c, c += z->m;
+    wk->band = c, c += z->band;
+    wk->in_t = c, c += z->in_t;
+    wk->out_t = c, c += z->out_t;
+    wk->dz = c, c += z->dz;
+    wk->du = c, c += z->du;
+    wk->db = c;
+    memset(wk->dv, 0, z->dv * sizeof(float));
+    memset(wk->m, 0, z->m * sizeof(float));
+    memset(wk->in_t, 0, z->in_t * sizeof(float));
+    memset(wk->out_t, 0, z->out_t * sizeof(float));
+    memset(wk->du, 0, (z->du + z->db) * sizeof(float));
 }
 
 /* ---- forward ----------------------------------------------------------------------- */
-
-static void products(int o, int c, int t, const float *u, const float *v, float *m)
-{
-    for (int x = 0; x < XI; x++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, o, t, c, 1.0f, u + (size_t)x * o * c, c,
-                    v + (size_t)x * c * t, t, 0.0f, m + (size_t)x * o * t, t);
-}
-
-/* Per-thread scratch, rounded to cache lines. */
-static size_t lines(int64_t floats) { return (size_t)((floats + 15) / 16 * 16); }
 
 int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
                              em_activation act, float act_param, float *pre, float *y)
@@ -347,32 +503,39 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
     int nt = omp_get_max_threads();
     if (nt > p.items)
         nt = (int)p.items;
-    const size_t band_size = lines((2 * (p.whole_images ? p.th : p.per_block) + 2) * p.band_cols);
-    const size_t per_thread = lines(XI * g->c * p.max_tiles) + lines(XI * g->o * p.max_tiles) + band_size;
-    float *u = em_arena_alloc(em_step_arena(), (size_t)(XI * g->o * g->c) * sizeof(float));
-    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * per_thread * sizeof(float));
+    wino_sizes z;
+    scratch_sizes(g, &p, false, false, false, false, false, &z);
+    float *u = em_arena_alloc(em_step_arena(), (size_t)(XI * g->o * g->c + p.op) * sizeof(float));
+    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
     if (!u || !scratch)
         return EM_ERR;
     weight_transform(g, w, u);
+    float *bias_padded = u + XI * g->o * g->c;
+    for (int64_t o = 0; o < p.op; o++)
+        bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
+    const bool fused_relu = act == EM_ACT_RELU && pre == y;
     const int64_t out_image = g->o * g->p;
+    const int o = (int)g->o, c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *v = scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *m = v + lines(XI * g->c * p.max_tiles);
-        float *band = m + lines(XI * g->o * p.max_tiles);
+        wino_work wk;
+        thread_work(&z, scratch, omp_get_thread_num(), &wk);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < p.items; item++) {
+            wino_block b;
             for (int64_t k = 0; k < p.bands; k++) {
-                wino_block b;
                 block_of(g, &p, item, k, &b);
-                input_transform(g, &p, &b, x, v, band);
-                products((int)g->o, (int)g->c, (int)b.tiles, u, v, m);
-                output_transform(g, &p, &b, m, bias, pre);
+                const int t = (int)b.tiles;
+                input_transform(g, &p, &b, x, &wk);
+                for (int xi = 0; xi < XI; xi++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, c, 1.0f,
+                                wk.v + (size_t)xi * t * cp, cp, u + (size_t)xi * o * c, c, 0.0f,
+                                wk.m + (size_t)xi * t * op, op);
+                output_transform(g, &p, &b, bias_padded, fused_relu, pre, &wk);
             }
-            int64_t n0, n1;
-            item_images(g, &p, item, &n0, &n1);
-            em_conv_activate(act, act_param, pre + n0 * out_image, y + n0 * out_image,
-                             (n1 - n0) * out_image);
+            if (!fused_relu)
+                em_conv_activate(act, act_param, pre + b.n0 * out_image, y + b.n0 * out_image,
+                                 (b.n1 - b.n0) * out_image);
         }
     }
     return EM_OK;
@@ -391,86 +554,89 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
     if (nt > p.items)
         nt = (int)p.items;
     const int64_t out_image = g->o * g->p, usize = XI * g->o * g->c;
-    const int64_t item_images_max = p.whole_images ? p.per_block : 1;
-    const bool need_dz = s->act != EM_ACT_NONE;
-    const size_t v_size = need_w ? lines(XI * g->c * p.max_tiles) : 0;
-    const size_t dv_size = need_x ? lines(XI * g->c * p.max_tiles) : 0;
-    const size_t dm_size = lines(XI * g->o * p.max_tiles);
-    const size_t dz_size = need_dz ? lines(item_images_max * out_image) : 0;
-    const size_t band_size = lines((2 * (p.whole_images ? p.th : p.per_block) + 2) * p.band_cols);
-    const size_t du_size = need_w ? lines(usize) : 0, db_size = need_b ? lines(g->o) : 0;
-    const size_t per_thread = v_size + dv_size + dm_size + dz_size + band_size + du_size + db_size;
+    /* ReLU's mask (and no activation) is applied while loading dy; others go through a
+     * dz buffer first. */
+    const bool relu_mask = s->act == EM_ACT_RELU;
+    const bool need_dz = s->act != EM_ACT_NONE && !relu_mask;
+    wino_sizes z;
+    scratch_sizes(g, &p, true, need_x, need_w, need_b, need_dz, &z);
     float *u = em_arena_alloc(em_step_arena(), (size_t)usize * sizeof(float));
-    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * per_thread * sizeof(float));
+    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
     if (!u || !scratch)
         return EM_ERR;
     weight_transform(g, w->data, u);
+    const int o = (int)g->o, c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *v = scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *dv = v + v_size, *dm = dv + dv_size, *dz_buf = dm + dm_size, *band = dz_buf + dz_size;
-        float *du = band + band_size, *db = du + du_size;
-        if (need_w)
-            memset(du, 0, (size_t)usize * sizeof(float));
-        if (need_b)
-            memset(db, 0, (size_t)g->o * sizeof(float));
+        wino_work wk;
+        thread_work(&z, scratch, omp_get_thread_num(), &wk);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < p.items; item++) {
-            int64_t n0, n1;
-            item_images(g, &p, item, &n0, &n1);
-            const int64_t count = (n1 - n0) * out_image;
-            const float *dz = em_conv_activation_grad(s->act, s->act_param,
-                                                      s->pre ? s->pre + n0 * out_image : NULL,
-                                                      y + n0 * out_image, dy + n0 * out_image, dz_buf,
-                                                      count);
+            wino_block blk;
+            block_of(g, &p, item, 0, &blk);
+            const int64_t n0 = blk.n0, n1 = p.whole_images ? blk.n1 : n0 + 1;
+            const float *y_item = y + n0 * out_image, *dz = dy + n0 * out_image;
+            if (need_dz)
+                dz = em_conv_activation_grad(s->act, s->act_param, s->pre ? s->pre + n0 * out_image : NULL,
+                                             y_item, dz, wk.dz, (n1 - n0) * out_image);
             if (need_b)
                 for (int64_t n = 0; n < n1 - n0; n++)
-                    for (int64_t o = 0; o < g->o; o++) {
-                        const float *plane = dz + (n * g->o + o) * g->p;
+                    for (int64_t oc = 0; oc < g->o; oc++) {
+                        const float *zp = dz + (n * g->o + oc) * g->p, *yp = y_item + (n * g->o + oc) * g->p;
                         float acc = 0.0f;
+                        if (relu_mask) {
 #pragma omp simd reduction(+ : acc)
-                        for (int64_t q = 0; q < g->p; q++)
-                            acc += plane[q];
-                        db[o] += acc;
+                            for (int64_t q = 0; q < g->p; q++)
+                                acc += yp[q] > 0.0f ? zp[q] : 0.0f;
+                        } else {
+#pragma omp simd reduction(+ : acc)
+                            for (int64_t q = 0; q < g->p; q++)
+                                acc += zp[q];
+                        }
+                        wk.db[oc] += acc;
                     }
             if (!need_w && !need_x)
                 continue;
             for (int64_t k = 0; k < p.bands; k++) {
-                wino_block blk;
                 block_of(g, &p, item, k, &blk);
-                const int t = (int)blk.tiles, o = (int)g->o, c = (int)g->c;
-                output_grad_transform(g, &p, &blk, dz, dm);
+                const int t = (int)blk.tiles;
+                for (int64_t n = blk.n0; n < blk.n1; n++) {
+                    load_output_grad(g, &p, &blk, n, n0, dz, y_item, relu_mask, &wk);
+                    output_grad_transform(&p, &blk, n, &wk);
+                }
                 if (need_w) {
-                    input_transform(g, &p, &blk, x->data, v, band);
+                    input_transform(g, &p, &blk, x->data, &wk);
                     for (int xi = 0; xi < XI; xi++)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, o, c, t, 1.0f,
-                                    dm + (size_t)xi * o * t, t, v + (size_t)xi * c * t, t, 1.0f,
-                                    du + (size_t)xi * o * c, c);
+                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, c, t, 1.0f,
+                                    wk.m + (size_t)xi * t * op, op, wk.v + (size_t)xi * t * cp, cp, 1.0f,
+                                    wk.du + (size_t)xi * o * c, c);
                 }
                 if (need_x) {
                     for (int xi = 0; xi < XI; xi++)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, t, o, 1.0f,
-                                    u + (size_t)xi * o * c, c, dm + (size_t)xi * o * t, t, 0.0f,
-                                    dv + (size_t)xi * c * t, t);
-                    input_grad_transform(g, &p, &blk, dv, x->grad, band);
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, c, o, 1.0f,
+                                    wk.m + (size_t)xi * t * op, op, u + (size_t)xi * o * c, c, 0.0f,
+                                    wk.dv + (size_t)xi * t * cp, cp);
+                    input_grad_transform(g, &p, &blk, x->grad, &wk);
                 }
             }
         }
     }
     /* Sum the threads' partial dU into the first, then transform once. */
-    float *du0 = scratch + v_size + dv_size + dm_size + dz_size + band_size;
+    wino_work w0;
+    w0.du = scratch + z.v + z.dv + z.m + z.band + z.in_t + z.out_t + z.dz;
+    w0.db = w0.du + z.du;
     for (int t = 1; t < nt && need_w; t++) {
-        const float *part = du0 + (size_t)t * per_thread;
+        const float *part = w0.du + (size_t)t * z.total;
         for (int64_t i = 0; i < usize; i++)
-            du0[i] += part[i];
+            w0.du[i] += part[i];
     }
     if (need_w)
-        weight_grad_transform(g, du0, w->grad);
+        weight_grad_transform(g, w0.du, w->grad);
     for (int t = 0; t < nt && need_b; t++) {
-        const float *part = du0 + du_size + (size_t)t * per_thread;
-        for (int64_t o = 0; o < g->o; o++)
-            b->grad[o] += part[o];
+        const float *part = w0.db + (size_t)t * z.total;
+        for (int64_t oc = 0; oc < g->o; oc++)
+            b->grad[oc] += part[oc];
     }
     return EM_OK;
 }

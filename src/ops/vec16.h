@@ -46,4 +46,61 @@ static inline em_vf16 em_odd16(em_vf16 lo, em_vf16 hi)
     return __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
+/* One step of a 16x16 transpose: with rows r and r+b (r & b == 0), swaps the b-wide
+ * off-diagonal blocks; steps with b = 8, 4, 2, 1 transpose the whole. */
+static inline void em_transpose16_step8(em_vf16 *r)
+{
+    for (int i = 0; i < 8; i++) {
+        em_vf16 a = r[i], c = r[i + 8];
+        r[i] = __builtin_shufflevector(a, c, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[i + 8] = __builtin_shufflevector(a, c, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+}
+
+static inline void em_transpose16_step4(em_vf16 *r)
+{
+    for (int i = 0; i < 16; i++) {
+        if (i & 4)
+            continue;
+        em_vf16 a = r[i], c = r[i + 4];
+        r[i] = __builtin_shufflevector(a, c, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        r[i + 4] = __builtin_shufflevector(a, c, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+}
+
+static inline void em_transpose16_step2(em_vf16 *r)
+{
+    for (int i = 0; i < 16; i++) {
+        if (i & 2)
+            continue;
+        em_vf16 a = r[i], c = r[i + 2];
+        r[i] = __builtin_shufflevector(a, c, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        r[i + 2] = __builtin_shufflevector(a, c, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+}
+
+static inline void em_transpose16_step1(em_vf16 *r)
+{
+    for (int i = 0; i < 16; i += 2) {
+        em_vf16 a = r[i], c = r[i + 1];
+        r[i] = __builtin_shufflevector(a, c, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        r[i + 1] = __builtin_shufflevector(a, c, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    }
+}
+
+/* The 16x16 block at src (row stride ss) transposed into dst (row stride ds), added to
+ * what dst holds when add is set. */
+static inline void em_transpose16(const float *src, int64_t ss, float *dst, int64_t ds, int add)
+{
+    em_vf16 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = em_load16(src + i * ss);
+    em_transpose16_step8(r);
+    em_transpose16_step4(r);
+    em_transpose16_step2(r);
+    em_transpose16_step1(r);
+    for (int i = 0; i < 16; i++)
+        em_store16(dst + i * ds, add ? em_load16(dst + i * ds) + r[i] : r[i]);
+}
+
 #endif
