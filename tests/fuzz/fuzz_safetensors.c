@@ -1,30 +1,24 @@
 /* libFuzzer target for the safetensors reader: every input is written to a file and
  * opened; whatever opens is listed and its loadable tensors converted. Build with
- * -DEMBER_FUZZ=ON -DCMAKE_C_COMPILER=clang (add -fsanitize=fuzzer-no-link,address to
- * CMAKE_C_FLAGS so that the library itself guides the search). */
+ * -DEMBER_FUZZ=ON -DCMAKE_C_COMPILER=clang (which instruments the library too);
+ * tests/test_fuzz_corpus.c replays tests/fuzz/corpus/safetensors. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "ember.h"
+#include "fuzz/fuzz_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static char path[64];
     static em_arena *arena;
-    if (!path[0]) {
-        snprintf(path, sizeof path, "/tmp/ember-fuzz-st-%ld.safetensors", (long)getpid());
-        arena = em_arena_create(0);
-    }
-    FILE *fp = fopen(path, "wb");
-    if (!fp)
+    if (!arena && !(arena = em_arena_create(0)))
         abort();
-    if (size && fwrite(data, 1, size, fp) != size)
-        abort();
-    fclose(fp);
+    const char *path = fuzz_write_file("safetensors", data, size);
+    em_clear_error();
     em_st_file *f = em_st_open(path);
     if (f) {
         for (int i = 0; i < em_st_count(f); i++) {
@@ -36,6 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < em_st_metadata_count(f); i++)
             em_st_metadata(f, em_st_metadata_key(f, i));
         em_st_close(f);
+    } else if (!ember_last_error()[0]) {
+        abort(); /* a failure must say why */
     }
     em_arena_reset(arena);
     unlink(path);

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the fuzz targets into tests/fuzz/corpus/<target>/: a few
+valid files of each format and a few near-misses, small enough to read. Run it again
+after changing a format; crash cases found by the fuzzers are added by hand as
+crash-<what>-<hash> and never regenerated here. Needs only the standard library."""
+import gzip
+import json
+import os
+import struct
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    folder = os.path.join(ROOT, target)
+    os.makedirs(folder, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(folder, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def safetensors(tensors, metadata=None, header_override=None):
+    """tensors: list of (name, dtype, shape, raw bytes)."""
+    header, blob = {}, b""
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [len(blob), len(blob) + len(raw)]}
+        blob += raw
+    if metadata:
+        header["__metadata__"] = metadata
+    text = header_override if header_override is not None else json.dumps(header)
+    text = text.encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob
+
+
+def f32(*values):
+    return struct.pack("<%df" % len(values), *values)
+
+
+def safetensors_seeds():
+    put("safetensors", "one-f32", safetensors([("w", "F32", [2, 2], f32(1, 2, 3, 4))]))
+    put("safetensors", "two-meta", safetensors(
+        [("0.weight", "F32", [3, 2], f32(*range(6))), ("0.bias", "F32", [3], f32(7, 8, 9))],
+        {"format": "pt", "ember.model": "input 2\nlinear 3\n"}))
+    put("safetensors", "f16-bf16", safetensors(
+        [("h", "F16", [2], struct.pack("<2e", 1.5, -2.0)),
+         ("b", "BF16", [2], struct.pack("<2H", 0x3F80, 0xC000))]))
+    put("safetensors", "scalar-and-empty", safetensors(
+        [("s", "F32", [], f32(3.5)), ("e", "F32", [0, 4], b"")]))
+    put("safetensors", "i64-other-dtype", safetensors([("i", "I64", [2], struct.pack("<2q", 1, 2))]))
+    good = safetensors([("w", "F32", [4], f32(1, 2, 3, 4))])
+    put("safetensors", "truncated-data", good[:-5])
+    put("safetensors", "header-too-long", struct.pack("<Q", 1 << 40) + good[8:])
+    put("safetensors", "overlap", safetensors([], header_override=json.dumps({
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})) + f32(0, 0, 0))
+    put("safetensors", "bad-json", safetensors([], header_override='{"w": {"dtype": "F32", "shape": [1'))
+
+
+def idx_pair(images, labels):
+    """The idx target's input: 2-byte labels length, labels, images."""
+    return struct.pack("<H", len(labels)) + labels + images
+
+
+def idx_images(count, rows, cols, pixels=None):
+    body = bytes(pixels) if pixels is not None else bytes((i * 37) % 256 for i in range(count * rows * cols))
+    return struct.pack(">IIII", 0x803, count, rows, cols) + body
+
+
+def idx_labels(labels):
+    return struct.pack(">II", 0x801, len(labels)) + bytes(labels)
+
+
+def idx_seeds():
+    images, labels = idx_images(3, 2, 2), idx_labels([0, 2, 1])
+    put("idx", "three-2x2", idx_pair(images, labels))
+    put("idx", "gzip-both", idx_pair(gzip.compress(images, mtime=0), gzip.compress(labels, mtime=0)))
+    put("idx", "swapped", idx_pair(labels, images))
+    put("idx", "truncated-images", idx_pair(images[:-2], labels))
+    put("idx", "count-mismatch", idx_pair(images, idx_labels([0, 1])))
+    put("idx", "trailing-byte", idx_pair(images + b"\0", labels))
+    put("idx", "zero-rows", idx_pair(idx_images(1, 0, 4, []), idx_labels([0])))
+    put("idx", "huge-header", idx_pair(struct.pack(">IIII", 0x803, 60000, 28, 28) + b"\1" * 16,
+                                       struct.pack(">II", 0x801, 60000) + b"\1" * 8))
+    put("idx", "gzip-cut", idx_pair(gzip.compress(images, mtime=0)[:-6], labels))
+
+
+def csv_seeds():
+    # The first byte picks the label column: value % 5 - 2 (so 1 is -1, 2 is 0).
+    last, first = b"\x01", b"\x02"
+    put("csv", "header-last", last + b"a,b,label\n0.5,1,0\n-2,3e-1,1\n4,5,2\n")
+    put("csv", "no-header-first", first + b"1,0.25,0.5\n0,1,2\n\n2,3,4\n")
+    put("csv", "bom-quoted-crlf", last + b"\xef\xbb\xbfx,\"y\",c\r\n\"1\",2,0\r\n3,4,1\r\n")
+    put("csv", "ragged", last + b"1,2,0\n3,0\n")
+    put("csv", "bad-cell", last + b"f1,f2,y\n1,abc,0\n")
+    put("csv", "bad-label", last + b"1,2,0.5\n")
+    put("csv", "negative-label", first + b"-1,2\n")
+    put("csv", "one-column", last + b"1\n2\n")
+    put("csv", "header-only", last + b"a,b\n")
+    put("csv", "nul-byte", last + b"1,2,0\n3,\x004,1\n")
+    put("csv", "out-of-range-column", b"\x04" + b"1,2\n")
+    put("csv", "inf-nan", last + b"inf,1,0\nnan,2,1\n")
+
+
+def model_seeds():
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for path in ("models/mlp.ember", "tests/data/tiny.ember"):
+        with open(os.path.join(here, path), "rb") as f:
+            put("model_parse", os.path.basename(path).replace(".", "-"), f.read())
+    put("model_parse", "options", "input 2x3x4\nflatten 1 -1\nlinear out=5 bias=false\n"
+        "leaky_relu slope=0.2\nlinear 3\ngelu approximate=tanh\nsilu\nsigmoid\ntanh\n")
+    put("model_parse", "zero-size", "input 4\nlinear 0\n")
+    put("model_parse", "negative-size", "input 4\nlinear -3\n")
+    put("model_parse", "zero-input", "input 0x28\nlinear 3\n")
+    put("model_parse", "unknown-kind", "input 4\nconvolution 3\n")
+    put("model_parse", "bad-option", "input 4\nlinear 3 bias=maybe\n")
+    put("model_parse", "no-flatten", "input 1x2x2\nlinear 3\n")
+    put("model_parse", "no-input", "linear 3\n")
+
+
+def main():
+    safetensors_seeds()
+    idx_seeds()
+    csv_seeds()
+    model_seeds()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
