@@ -223,13 +223,15 @@ em_dataset *em_dataset_load_idx(const char *images_path, const char *labels_path
                  (long long)cols);
         goto fail;
     }
-    int64_t item_numel = rows * cols; /* < 2^64: both < 2^32 */
-    if (item_numel > IDX_MAX_ELEMENTS || count > IDX_MAX_ELEMENTS / item_numel) {
+    /* Both are below 2^32, so the product fits in 64 bits unsigned (not always signed). */
+    uint64_t item_pixels = (uint64_t)rows * (uint64_t)cols;
+    if (item_pixels > (uint64_t)IDX_MAX_ELEMENTS || count > IDX_MAX_ELEMENTS / (int64_t)item_pixels) {
         em_error("images file '%s': header declares %lld images of %lldx%lld pixels, too "
                  "large to hold in memory", images_path, (long long)count, (long long)rows,
                  (long long)cols);
         goto fail;
     }
+    int64_t item_numel = (int64_t)item_pixels;
     snprintf(layout, sizeof layout, "%lld images x %lld x %lld pixels", (long long)count,
              (long long)rows, (long long)cols);
 
