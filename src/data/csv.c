@@ -185,6 +185,11 @@ em_dataset *em_dataset_load_csv(const char *path, int label_column) {
                 goto fail;
             }
             nfeatures = ncols - 1;
+            /* Every data row holds ncols non-empty cells and ncols - 1 commas, so a wide
+             * first line followed by many short or blank lines cannot reserve rows the
+             * file has no room for (64 KB could otherwise ask for gigabytes). */
+            int64_t room = (int64_t)(size / (size_t)(2 * ncols - 1)) + 1;
+            if (room < max_rows) max_rows = room;
             ds = em_dataset_alloc();
             if (!ds) goto fail;
             st = em_dataset_storage_of(ds);
@@ -207,6 +212,11 @@ em_dataset *em_dataset_load_csv(const char *path, int label_column) {
             em_error("CSV file '%s', line %lld: has %lld cells, expected %lld as on line %lld%s",
                      path, (long long)line_no, (long long)cells.n, (long long)ncols,
                      (long long)first_line, has_header ? " (the header)" : "");
+            goto fail;
+        }
+        if (rows == max_rows) { /* cannot happen by the bound above; never write past it */
+            em_error("CSV file '%s', line %lld: more rows than the file can hold", path,
+                     (long long)line_no);
             goto fail;
         }
         float *row = st->features + rows * nfeatures;
