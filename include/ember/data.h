@@ -68,6 +68,19 @@ void em_loader_reset(em_loader *l);
 int64_t em_loader_batches(const em_loader *l);
 em_rng *em_loader_rng(em_loader *l);
 
+/* Where a loader stands, for checkpoints: the generator state the current epoch's order
+ * was drawn from, and how many of its batches were delivered. A loader over the same
+ * dataset, batch size and shuffling that seeks there continues with exactly the batches
+ * that would have come next. */
+typedef struct em_loader_position {
+    em_rng epoch_rng;
+    int64_t batches_done;
+} em_loader_position;
+
+em_loader_position em_loader_tell(const em_loader *l);
+/* EM_ERR (loader unchanged) when batches_done exceeds the batches of an epoch. */
+int em_loader_seek(em_loader *l, const em_loader_position *pos);
+
 #ifdef __cplusplus
 }
 #endif

@@ -77,6 +77,7 @@ struct em_loader {
     int64_t batch_size;
     bool shuffle;
     em_rng rng;
+    em_rng epoch_rng;  /* rng as it was before this epoch's shuffle */
     int64_t *order;    /* this epoch's visiting order */
     int32_t *labels;   /* the current batch's labels */
     int64_t next;      /* position in order of the next batch */
@@ -87,6 +88,7 @@ struct em_loader {
  * depends only on the generator's state when it starts: saving em_loader_rng's state
  * before a reset is enough to replay the epoch. */
 static void start_epoch(em_loader *l) {
+    l->epoch_rng = l->rng;
     for (int64_t i = 0; i < l->ds->count; i++) l->order[i] = i;
     if (l->shuffle) em_rng_shuffle(&l->rng, l->order, l->ds->count);
     l->next = 0;
@@ -152,4 +154,32 @@ int64_t em_loader_batches(const em_loader *l) {
 
 em_rng *em_loader_rng(em_loader *l) {
     return l ? &l->rng : NULL;
+}
+
+em_loader_position em_loader_tell(const em_loader *l) {
+    em_loader_position pos;
+    memset(&pos, 0, sizeof pos);
+    if (l) {
+        pos.epoch_rng = l->epoch_rng;
+        pos.batches_done = l->batch_index;
+    }
+    return pos;
+}
+
+/* Replays the epoch's shuffle from its generator state, then skips the batches already
+ * delivered without gathering them. */
+int em_loader_seek(em_loader *l, const em_loader_position *pos) {
+    if (!l || !pos) return em_error("em_loader_seek: no loader or position");
+    int64_t batches = em_loader_batches(l);
+    if (pos->batches_done < 0 || pos->batches_done > batches)
+        return em_error("loader position: %lld batches done, but an epoch of %s in batches of %lld "
+                        "has %lld",
+                        (long long)pos->batches_done, l->ds->source, (long long)l->batch_size,
+                        (long long)batches);
+    l->rng = pos->epoch_rng;
+    start_epoch(l);
+    int64_t skip = pos->batches_done * l->batch_size;
+    l->next = skip < l->ds->count ? skip : l->ds->count;
+    l->batch_index = pos->batches_done;
+    return EM_OK;
 }
