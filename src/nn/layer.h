@@ -127,6 +127,9 @@ int em_option_int(em_layer_options *o, int position, const char *key, int64_t mi
                   int64_t *out);
 int em_option_float(em_layer_options *o, int position, const char *key, double min, double max,
                     float *out);
+/* A size given as N (both dimensions) or HxW ("3" or "3x5"): out[0] height, out[1] width. */
+int em_option_pair(em_layer_options *o, int position, const char *key, int64_t min, int64_t max,
+                   int64_t out[2]);
 int em_option_bool(em_layer_options *o, int position, const char *key, bool *out);
 int em_option_word(em_layer_options *o, int position, const char *key, const char **out);
 /* EM_ERR naming the required option and the kind's usage. */

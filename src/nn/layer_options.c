@@ -117,6 +117,41 @@ int em_option_float(em_layer_options *o, int position, const char *key, double m
     return 1;
 }
 
+int em_option_pair(em_layer_options *o, int position, const char *key, int64_t min, int64_t max,
+                   int64_t out[2])
+{
+    const char *text;
+    int r = find_option(o, position, key, &text);
+    if (r != 1)
+        return r;
+    char name[64];
+    canonical(key, name, sizeof name);
+    int64_t v[2];
+    const char *p = text;
+    for (int i = 0; i < 2; i++) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(p, &end, 10);
+        bool last = *end == '\0';
+        if (end == p || !(last || (i == 0 && *end == 'x')) || *p == '+' || *p == ' ')
+            return em_error("%s: %s must be an integer N or a pair HxW, got '%s'", kind_name(o), name, text);
+        if (n < min)
+            return em_error("%s: %s must be at least %" PRId64 ", got %s", kind_name(o), name, min, text);
+        if (errno == ERANGE || n > max)
+            return em_error("%s: %s must be at most %" PRId64 ", got %s", kind_name(o), name, max, text);
+        v[i] = (int64_t)n;
+        if (last) {
+            if (i == 0)
+                v[1] = v[0];
+            break;
+        }
+        p = end + 1;
+    }
+    out[0] = v[0];
+    out[1] = v[1];
+    return 1;
+}
+
 int em_option_bool(em_layer_options *o, int position, const char *key, bool *out)
 {
     const char *text;

@@ -13,6 +13,12 @@ extern const em_layer_kind em_layer_tanh;
 extern const em_layer_kind em_layer_gelu;
 extern const em_layer_kind em_layer_gelu_tanh;
 extern const em_layer_kind em_layer_silu;
+extern const em_layer_kind em_layer_conv2d;
+extern const em_layer_kind em_layer_maxpool;
+extern const em_layer_kind em_layer_avgpool;
+extern const em_layer_kind em_layer_adaptive_avgpool;
+extern const em_layer_kind em_layer_batchnorm;
+extern const em_layer_kind em_layer_dropout;
 
 static const em_layer_kind *const kinds[] = {
     &em_layer_flatten,
@@ -24,6 +30,12 @@ static const em_layer_kind *const kinds[] = {
     &em_layer_gelu,
     &em_layer_gelu_tanh,
     &em_layer_silu,
+    &em_layer_conv2d,
+    &em_layer_maxpool,
+    &em_layer_avgpool,
+    &em_layer_adaptive_avgpool,
+    &em_layer_batchnorm,
+    &em_layer_dropout,
 };
 
 #define KIND_COUNT ((int)(sizeof kinds / sizeof kinds[0]))
