@@ -161,29 +161,45 @@ static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const 
 }
 
 /* dw [m, k] += dz [m, p] · col [k, p]ᵀ for small k: per block of 16 positions, each row
- * of dz is loaded once and multiplied into k vector accumulators. */
-static void small_k_gemm_nt(int64_t m, int64_t p, int64_t k, const float *dz, const float *col,
-                            float *dw)
+ * of dz is loaded once and multiplied into k vector accumulators. With relu_y, dz is
+ * first masked where relu_y (the ReLU's output) is not positive; with db, db[o] also gets
+ * the sum of row o (so one pass over the output gradient gives both); col may be NULL
+ * when only db is wanted. */
+static void small_k_weight_grad(int64_t m, int64_t p, int64_t k, const float *dz, const float *relu_y,
+                                const float *col, float *dw, float *db)
 {
     const int64_t full = p / 16 * 16;
+    const em_vf16 zero = em_splat16(0.0f);
     for (int64_t o = 0; o < m; o++) {
-        const float *dzo = dz + o * p;
-        em_vf16 acc[SMALL_K];
+        const float *dzo = dz + o * p, *yo = relu_y ? relu_y + o * p : NULL;
+        em_vf16 acc[SMALL_K], sum = zero;
         for (int64_t r = 0; r < k; r++)
-            acc[r] = em_splat16(0.0f);
+            acc[r] = zero;
         for (int64_t q = 0; q < full; q += 16) {
             em_vf16 d = em_load16(dzo + q);
-            for (int64_t r = 0; r < k; r++)
+            if (yo)
+                d = em_select16(em_load16(yo + q) > zero, d, zero);
+            sum += d;
+            for (int64_t r = 0; col && r < k; r++)
                 acc[r] += d * em_load16(col + r * p + q);
         }
-        for (int64_t r = 0; r < k; r++) {
-            float total = 0.0f;
+        float tail_sum = 0.0f, tail[SMALL_K] = {0};
+        for (int64_t q = full; q < p; q++) {
+            float d = yo && !(yo[q] > 0.0f) ? 0.0f : dzo[q];
+            tail_sum += d;
+            for (int64_t r = 0; col && r < k; r++)
+                tail[r] += d * col[r * p + q];
+        }
+        for (int64_t r = 0; col && r < k; r++) {
+            float total = tail[r];
             for (int l = 0; l < 16; l++)
                 total += acc[r][l];
-            const float *cr = col + r * p;
-            for (int64_t q = full; q < p; q++)
-                total += dzo[q] * cr[q];
             dw[o * k + r] += total;
+        }
+        if (db) {
+            for (int l = 0; l < 16; l++)
+                tail_sum += sum[l];
+            db[o] += tail_sum;
         }
     }
 }
@@ -443,7 +459,10 @@ static void conv_backward(em_node *node)
     const int64_t kp = g->k * g->p, in_image = g->c * g->h * g->w, out_image = g->o * g->p;
     const int64_t wsize = g->o * g->k;
     int nt = em_conv_batch_threads(g->n);
-    bool need_dz = s->act != EM_ACT_NONE;
+    /* A first layer with few kernel taps: ReLU's mask, the bias gradient and the weight
+     * gradient in one pass over dy, without a dz buffer. */
+    const bool fused = g->k <= SMALL_K && !need_x && (s->act == EM_ACT_NONE || s->act == EM_ACT_RELU);
+    bool need_dz = s->act != EM_ACT_NONE && !fused;
     bool need_col = need_w && !g->direct;
     bool need_dcol = need_x && !g->direct;
     /* Per thread: col, dcol, dz, then the partial weight and bias gradients. */
@@ -477,6 +496,21 @@ static void conv_backward(em_node *node)
         }
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g->n; n++) {
+            if (fused) {
+                for (int64_t gi = 0; gi < g->groups; gi++) {
+                    const float *xg = x->data + n * in_image + gi * g->cg * g->h * g->w;
+                    const float *cg = xg;
+                    if (need_w && !g->direct) {
+                        im2col(g, xg, col);
+                        cg = col;
+                    }
+                    const int64_t at = n * out_image + gi * g->og * g->p;
+                    small_k_weight_grad(g->og, g->p, g->k, dy + at, s->act == EM_ACT_RELU ? y + at : NULL,
+                                        need_w ? cg : NULL, need_w ? dw + gi * g->og * g->k : NULL,
+                                        need_b ? db + gi * g->og : NULL);
+                }
+                continue;
+            }
             const float *dz = em_conv_activation_grad(s->act, s->act_param, s->pre ? s->pre + n * out_image : NULL,
                                               y + n * out_image, dy + n * out_image, dz_buf, out_image);
             if (need_b)
@@ -500,7 +534,7 @@ static void conv_backward(em_node *node)
                     }
                     float *dwg = dw + gi * g->og * g->k;
                     if (g->k <= SMALL_K)
-                        small_k_gemm_nt(g->og, g->p, g->k, dzg, cg, dwg);
+                        small_k_weight_grad(g->og, g->p, g->k, dzg, NULL, cg, dwg, NULL);
                     else
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->og, (int)g->k,
                                     (int)g->p, 1.0f, dzg, (int)g->p, cg, (int)g->p, 1.0f, dwg,

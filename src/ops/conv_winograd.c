@@ -30,7 +30,7 @@
 
 #define XI 16 /* positions in a transformed 4x4 tile */
 /* Transformed data (V, dV and dM in backward) per block: about this many bytes. */
-#define BLOCK_BYTES (512 * 1024)
+#define BLOCK_BYTES (1024 * 1024)
 /* Fewer channels than this make GEMMs too thin for the transforms to pay. */
 #define MIN_CHANNELS 8
 
