@@ -194,7 +194,7 @@ static em_tensor *attention_run(const char *op, em_tensor *const *inputs, int n_
     if (em_grad_enabled())
         for (int i = 0; i < n_in; i++)
             need_grad |= inputs[i]->requires_grad;
-    a->ldp = t;
+    a->ldp = em_attention_padded(t);
     a->probs = NULL;
     if (need_grad) {
         a->probs = em_arena_alloc(em_step_arena(),

@@ -1,24 +1,47 @@
 /* Per-head kernels of causal attention (see attention_kernel.h).
  *
- * Every product here is a register tile of EM_ATTENTION_TILE rows by one block of 32
- * columns, accumulated in a small local array that the compiler keeps in vector
- * registers: scores (keys along the vector lanes, reading transposed keys) and weighted
- * sums of rows (channels along the lanes, the weight broadcast). A tile whose last rows
- * lie past the end repeats its last real row, so the loops keep fixed trip counts; the
- * repeated results are dropped. Causality bounds every loop: a tile of rows starting at
- * i0 reads keys 0..i0+tile-1 only, which skips half of each T x T product.
+ * Every product is a register tile of EM_ATTENTION_TILE rows by 32 (or 16) columns held in
+ * 16-float vectors: scores put keys along the lanes (reading transposed keys), weighted
+ * sums of rows put channels along the lanes with the weight broadcast. Per step of the
+ * inner loop a tile loads two vectors and eight scalars for sixteen fused multiply-adds,
+ * which keeps the FMA units, not the loads, the limit. A tile whose last rows lie past the
+ * end repeats its last real row, so the loops keep fixed trip counts; the repeated results
+ * are dropped. Causality bounds every loop: a tile of rows starting at i0 reads keys up to
+ * i0+tile-1 only (scores round that up to 16 keys), which skips about half of each T x T
+ * product.
  *
- * Each output element is one sequential chain of fused multiply-adds, whatever the tile
- * it was computed in; this is what lets the key/value cache reproduce the full forward
- * exactly. */
+ * The vectors are GCC/Clang vector extensions, which the compiler lowers to AVX-512,
+ * AVX2 or SSE as the target allows. Head sizes that are not a multiple of 16 take plain
+ * loops for the channels past the last multiple.
+ *
+ * Each output element is one sequential chain of fused multiply-adds over the same
+ * operands whatever the tile it was computed in; this is what lets the key/value cache
+ * reproduce the full forward exactly. */
+#include <math.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "ops/attention_kernel.h"
 #include "ops/fastmath.h"
 
 #define ROWS EM_ATTENTION_TILE
-#define BLOCK 32 /* columns per register tile: keys of a score tile, channels of a sum */
-#define LANES 16 /* independent partial sums in row reductions */
+#define VEC 16             /* floats per vector */
+#define BLOCK (2 * VEC)    /* columns per register tile */
+
+typedef float vf16 __attribute__((vector_size(VEC * sizeof(float))));
+typedef int32_t vi16 __attribute__((vector_size(VEC * sizeof(int32_t))));
+
+/* Unaligned loads and stores; memcpy keeps them free of aliasing assumptions. */
+static inline vf16 load16(const float *p)
+{
+    vf16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
 int64_t em_attention_padded(int64_t t) { return (t + BLOCK - 1) / BLOCK * BLOCK; }
 
@@ -26,147 +49,251 @@ void em_attention_transpose(const float *src, int64_t ld_src, int64_t n, int64_t
                             int64_t ld_dst)
 {
     const int64_t padded = em_attention_padded(n);
-    for (int64_t d = 0; d < hd; d++) {
-        float *row = dst + d * ld_dst;
-        for (int64_t j = 0; j < n; j++)
-            row[j] = src[j * ld_src + d];
-        for (int64_t j = n; j < padded; j++)
-            row[j] = 0.0f;
+    /* Blocks of 8 source rows: each source row is read once per block of destination
+     * rows, and 8 destination streams stay within a few cache lines. */
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const int64_t j1 = j0 + 8 < n ? j0 + 8 : n;
+        for (int64_t d = 0; d < hd; d++) {
+            float *row = dst + d * ld_dst;
+            for (int64_t j = j0; j < j1; j++)
+                row[j] = src[j * ld_src + d];
+        }
     }
+    for (int64_t d = 0; d < hd; d++)
+        for (int64_t j = n; j < padded; j++)
+            dst[d * ld_dst + j] = 0.0f;
 }
 
-/* s[r][j] = scale · Σ_d a[r][d]·bt[d][j] for rows r < nr and columns j < n. */
-static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, int64_t ldb, int64_t n,
-                        int64_t hd, float scale, float *s, int64_t lds)
+/* s[r][j] = scale · Σ_d a[r][d]·bt[d][j] for rows r < nr and columns j < n. Whole
+ * vectors are stored: columns up to n rounded up to 16 are written (lds and ldb >= that). */
+static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, int64_t ldb,
+                        int64_t n, int64_t hd, float scale, float *s, int64_t lds)
 {
     const float *rows[ROWS];
     for (int r = 0; r < ROWS; r++)
         rows[r] = a + (r < nr ? r : nr - 1) * lda;
-    for (int64_t j0 = 0; j0 < n; j0 += BLOCK) {
-        float acc[ROWS][BLOCK] = {{0}};
-        const float *b = bt + j0;
+    int64_t j0 = 0;
+    for (; n - j0 > VEC; j0 += BLOCK) {
+        vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
         for (int64_t d = 0; d < hd; d++) {
-            const float *bd = b + d * ldb;
+            const vf16 b0 = load16(bt + d * ldb + j0), b1 = load16(bt + d * ldb + j0 + VEC);
             for (int r = 0; r < ROWS; r++) {
                 const float ad = rows[r][d];
-                for (int l = 0; l < BLOCK; l++)
-                    acc[r][l] += ad * bd[l];
+                acc0[r] += ad * b0;
+                acc1[r] += ad * b1;
             }
         }
-        const int64_t w = n - j0 < BLOCK ? n - j0 : BLOCK;
+        for (int r = 0; r < nr; r++) {
+            store16(s + r * lds + j0, acc0[r] * scale);
+            store16(s + r * lds + j0 + VEC, acc1[r] * scale);
+        }
+    }
+    if (j0 < n) {
+        vf16 acc[ROWS] = {0};
+        for (int64_t d = 0; d < hd; d++) {
+            const vf16 b = load16(bt + d * ldb + j0);
+            for (int r = 0; r < ROWS; r++)
+                acc[r] += rows[r][d] * b;
+        }
         for (int r = 0; r < nr; r++)
-            for (int64_t l = 0; l < w; l++)
-                s[r * lds + j0 + l] = acc[r][l] * scale;
+            store16(s + r * lds + j0, acc[r] * scale);
     }
 }
 
-/* out[r][:] (+)= Σ_{j<n} w[r][j]·src[j][:] for rows r < nr, over hd channels. */
+/* out[r][c] (+)= Σ_{j_begin<=j<j_end} w[r][j·wstride]·src[j][c] over hd channels, for the
+ * rows r < nr (w has ROWS entries, the last ones repeating the last real row). */
+static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begin, int64_t j_end,
+                          const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo,
+                          int nr, bool accumulate)
+{
+    int64_t d0 = 0;
+    while (hd - d0 >= VEC) {
+        const bool two = hd - d0 >= BLOCK;
+        vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
+        if (two) {
+            for (int64_t j = j_begin; j < j_end; j++) {
+                const vf16 s0 = load16(src + j * lds + d0), s1 = load16(src + j * lds + d0 + VEC);
+                for (int r = 0; r < ROWS; r++) {
+                    const float wj = w[r][j * wstride];
+                    acc0[r] += wj * s0;
+                    acc1[r] += wj * s1;
+                }
+            }
+        } else {
+            for (int64_t j = j_begin; j < j_end; j++) {
+                const vf16 s0 = load16(src + j * lds + d0);
+                for (int r = 0; r < ROWS; r++)
+                    acc0[r] += w[r][j * wstride] * s0;
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            float *o = out + r * ldo + d0;
+            if (accumulate) {
+                store16(o, load16(o) + acc0[r]);
+                if (two)
+                    store16(o + VEC, load16(o + VEC) + acc1[r]);
+            } else {
+                store16(o, acc0[r]);
+                if (two)
+                    store16(o + VEC, acc1[r]);
+            }
+        }
+        d0 += two ? BLOCK : VEC;
+    }
+    if (d0 < hd) {
+        /* channels past the last multiple of 16, one row at a time */
+        for (int r = 0; r < nr; r++) {
+            float acc[VEC] = {0};
+            for (int64_t j = j_begin; j < j_end; j++) {
+                const float wj = w[r][j * wstride];
+                for (int64_t c = d0; c < hd; c++)
+                    acc[c - d0] += wj * src[j * lds + c];
+            }
+            float *o = out + r * ldo;
+            for (int64_t c = d0; c < hd; c++)
+                o[c] = accumulate ? o[c] + acc[c - d0] : acc[c - d0];
+        }
+    }
+}
+
+/* out[r][:] (+)= Σ_{j<n} w[r][j]·src[j][:] for rows r < nr. */
 static void tile_weighted_rows(const float *w, int64_t ldw, int nr, const float *src, int64_t lds,
                                int64_t n, int64_t hd, float *out, int64_t ldo, bool accumulate)
 {
     const float *wrow[ROWS];
     for (int r = 0; r < ROWS; r++)
         wrow[r] = w + (r < nr ? r : nr - 1) * ldw;
-    for (int64_t d0 = 0; d0 < hd; d0 += BLOCK) {
-        float acc[ROWS][BLOCK] = {{0}};
-        const int64_t width = hd - d0 < BLOCK ? hd - d0 : BLOCK;
-        if (width == BLOCK) {
-            for (int64_t j = 0; j < n; j++) {
-                const float *sr = src + j * lds + d0;
-                for (int r = 0; r < ROWS; r++) {
-                    const float wj = wrow[r][j];
-                    for (int l = 0; l < BLOCK; l++)
-                        acc[r][l] += wj * sr[l];
-                }
-            }
-        } else {
-            for (int64_t j = 0; j < n; j++) {
-                const float *sr = src + j * lds + d0;
-                for (int r = 0; r < ROWS; r++) {
-                    const float wj = wrow[r][j];
-                    for (int64_t l = 0; l < width; l++)
-                        acc[r][l] += wj * sr[l];
-                }
-            }
-        }
-        for (int r = 0; r < nr; r++) {
-            float *o = out + r * ldo + d0;
-            if (accumulate)
-                for (int64_t l = 0; l < width; l++)
-                    o[l] += acc[r][l];
-            else
-                for (int64_t l = 0; l < width; l++)
-                    o[l] = acc[r][l];
-        }
-    }
+    tile_weighted(wrow, 1, 0, n, src, lds, hd, out, ldo, nr, accumulate);
 }
 
-/* out[r][:] += Σ_{j0<=i<n} w[i][j0+r]·src[i][:] for r < nr: the transposed product,
- * for gradients of keys and values. w must be zero above the diagonal within the tile
- * of rows j0.. (as the forward and backward tiles leave it). */
+/* out[r][:] += Σ_{j0<=i<n} w[i][j0+r]·src[i][:] for r < nr: the transposed product, for
+ * the gradients of keys and values. w must be zero above the diagonal within the tile of
+ * rows j0.. (as the forward and backward tiles leave it). */
 static void tile_weighted_rows_t(const float *w, int64_t ldw, int64_t j0, int nr, int64_t n,
                                  const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo)
 {
-    int64_t col[ROWS];
+    const float *wcol[ROWS];
     for (int r = 0; r < ROWS; r++)
-        col[r] = j0 + (r < nr ? r : nr - 1);
-    for (int64_t d0 = 0; d0 < hd; d0 += BLOCK) {
-        float acc[ROWS][BLOCK] = {{0}};
-        const int64_t width = hd - d0 < BLOCK ? hd - d0 : BLOCK;
-        if (width == BLOCK) {
-            for (int64_t i = j0; i < n; i++) {
-                const float *wi = w + i * ldw, *sr = src + i * lds + d0;
-                for (int r = 0; r < ROWS; r++) {
-                    const float wij = wi[col[r]];
-                    for (int l = 0; l < BLOCK; l++)
-                        acc[r][l] += wij * sr[l];
-                }
-            }
-        } else {
-            for (int64_t i = j0; i < n; i++) {
-                const float *wi = w + i * ldw, *sr = src + i * lds + d0;
-                for (int r = 0; r < ROWS; r++) {
-                    const float wij = wi[col[r]];
-                    for (int64_t l = 0; l < width; l++)
-                        acc[r][l] += wij * sr[l];
-                }
-            }
-        }
-        for (int r = 0; r < nr; r++) {
-            float *o = out + r * ldo + d0;
-            for (int64_t l = 0; l < width; l++)
-                o[l] += acc[r][l];
-        }
-    }
+        wcol[r] = w + j0 + (r < nr ? r : nr - 1);
+    tile_weighted(wcol, ldw, j0, n, src, lds, hd, out, ldo, nr, true);
 }
 
-/* In place: p[0..n_valid) = softmax(p[0..n_valid)), p[n_valid..n_row) = 0. */
-static void softmax_prefix(float *p, int64_t n_valid, int64_t n_row)
+static int64_t round_up_vec(int64_t n) { return (n + VEC - 1) / VEC * VEC; }
+
+/* Lane-wise maximum (either operand when equal; NaN lanes of x are dropped, but a NaN
+ * score makes every exponential NaN anyway). */
+static inline vf16 max16(vf16 m, vf16 x)
 {
-    float m = p[0];
-    for (int64_t j = 1; j < n_valid; j++)
-        m = p[j] > m ? p[j] : m;
-    float part[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n_valid; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            float e = em_fast_expf(p[j + l] - m);
-            p[j + l] = e;
-            part[l] += e;
-        }
-    float sum = 0.0f;
-    for (; j < n_valid; j++) {
-        float e = em_fast_expf(p[j] - m);
-        p[j] = e;
-        sum += e;
+    const vi16 greater = x > m;
+    return (vf16)(((vi16)x & greater) | ((vi16)m & ~greater));
+}
+
+/* Horizontal reductions. AVX-512 has shuffle sequences for them; elsewhere a tree
+ * (depth 4, not a chain of 15 dependent operations). Element-wise trees compile to
+ * round trips through the stack with AVX-512, whose partial reloads stall. */
+#if defined(__AVX512F__)
+static inline float hmax16(vf16 v) { return _mm512_reduce_max_ps((__m512)v); }
+static inline float hsum16(vf16 v) { return _mm512_reduce_add_ps((__m512)v); }
+#else
+static inline float hmax16(vf16 v)
+{
+    float a[VEC / 2];
+    for (int l = 0; l < VEC / 2; l++)
+        a[l] = v[l] > v[l + VEC / 2] ? v[l] : v[l + VEC / 2];
+    for (int w = VEC / 4; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            a[l] = a[l] > a[l + w] ? a[l] : a[l + w];
+    return a[0];
+}
+
+static inline float hsum16(vf16 v)
+{
+    float a[VEC / 2];
+    for (int l = 0; l < VEC / 2; l++)
+        a[l] = v[l] + v[l + VEC / 2];
+    for (int w = VEC / 4; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            a[l] += a[l + w];
+    return a[0];
+}
+#endif
+
+/* e^x for the x <= 0 of a softmax (x minus the row's maximum): em_fast_expf's reduction
+ * and polynomial without its overflow and subnormal cases, which cannot occur or do not
+ * matter here (below e^-87, near the smallest normal float, the result is 0; -inf gives
+ * 0, NaN stays NaN). Same accuracy, about half the instructions. */
+static inline vf16 exp_nonpositive16(vf16 x)
+{
+    const vi16 tiny = x < -87.0f;
+    x = (vf16)(((vi16)x & ~tiny) | ((vi16)((vf16){0} - 87.0f) & tiny));
+    const vf16 k = x * EM_LOG2E + EM_ROUND_MAGIC;
+    const vf16 n = k - EM_ROUND_MAGIC;
+    em_f32_bits magic;
+    magic.f = EM_ROUND_MAGIC;
+    const vi16 ni = (vi16)k - (int32_t)magic.u;
+    const vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
+    vf16 q = (vf16){0} + 1.0f / 5040.0f;
+    q = q * r + 1.0f / 720.0f;
+    q = q * r + 1.0f / 120.0f;
+    q = q * r + 1.0f / 24.0f;
+    q = q * r + 1.0f / 6.0f;
+    q = q * r + 0.5f;
+    q = q * r + 1.0f;
+    q = q * r + 1.0f;
+    const vf16 e = q * (vf16)((ni + 127) << 23);
+    return (vf16)((vi16)e & ~tiny);
+}
+
+/* x with the lanes from `valid` on (0 < valid <= 16) replaced by `fill`. In registers:
+ * scalar stores followed by a vector load of the same bytes would stall the load. */
+static inline vf16 keep_lanes(vf16 x, int64_t valid, float fill)
+{
+    static const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const vi16 keep = lane < (int32_t)valid;
+    const vf16 f = (vf16){0} + fill;
+    return (vf16)(((vi16)x & keep) | ((vi16)f & ~keep));
+}
+
+/* In place for the rows r < nr of a tile starting at position i0: row r becomes the
+ * softmax of its first i0+r+1 entries followed by zeros up to n_row (and at least up to
+ * its own length rounded up to 16). Whole vectors throughout: the lanes past a row's
+ * length count as -inf, so they take no part in the maximum and their exponentials are 0.
+ * Each phase runs over all rows of the tile before the next, so that the rows' short
+ * dependent chains (reductions, exponentials, a division) overlap instead of queueing. */
+static void softmax_tile(float *p, int64_t ldp, int nr, int64_t i0, int64_t n_row)
+{
+    float inv[ROWS], m[ROWS];
+    for (int r = 0; r < nr; r++) {
+        float *pr = p + r * ldp;
+        const int64_t n_valid = i0 + r + 1, last = round_up_vec(n_valid) - VEC;
+        vf16 mv = keep_lanes(load16(pr + last), n_valid - last, -INFINITY);
+        for (int64_t j = 0; j < last; j += VEC)
+            mv = max16(mv, load16(pr + j));
+        m[r] = hmax16(mv);
     }
-    for (int l = 0; l < LANES; l++)
-        sum += part[l];
-    const float inv = 1.0f / sum;
-    for (j = 0; j < n_valid; j++)
-        p[j] *= inv;
-    for (j = n_valid; j < n_row; j++)
-        p[j] = 0.0f;
+    for (int r = 0; r < nr; r++) {
+        float *pr = p + r * ldp;
+        const int64_t n_valid = i0 + r + 1, last = round_up_vec(n_valid) - VEC;
+        vf16 sv = {0};
+        for (int64_t j = 0; j < last; j += VEC) {
+            const vf16 e = exp_nonpositive16(load16(pr + j) - m[r]);
+            store16(pr + j, e);
+            sv += e;
+        }
+        const vf16 tail = keep_lanes(load16(pr + last), n_valid - last, -INFINITY);
+        const vf16 e = exp_nonpositive16(tail - m[r]);
+        store16(pr + last, e);
+        sv += e;
+        inv[r] = 1.0f / hsum16(sv);
+    }
+    for (int r = 0; r < nr; r++) {
+        float *pr = p + r * ldp;
+        const int64_t n_vec = round_up_vec(i0 + r + 1);
+        for (int64_t j = 0; j < n_vec; j += VEC)
+            store16(pr + j, load16(pr + j) * inv[r]);
+        for (int64_t j = n_vec; j < n_row; j++)
+            pr[j] = 0.0f;
+    }
 }
 
 void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64_t n_rows,
@@ -179,10 +306,25 @@ void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64
         const int64_t i0 = first + t0, n_keys = i0 + nr;
         float *pt = p_per_tile ? p : p + t0 * ldp;
         tile_scores(q + t0 * ldq, ldq, nr, kt, ldkt, n_keys, hd, scale, pt, ldp);
-        for (int r = 0; r < nr; r++)
-            softmax_prefix(pt + r * ldp, i0 + r + 1, n_keys);
+        softmax_tile(pt, ldp, nr, i0, n_keys);
         tile_weighted_rows(pt, ldp, nr, v, ldv, n_keys, hd, y + t0 * ldy, ldy, false);
     }
+}
+
+/* Row i of dS from dP in place: dS_j = scale·P_j·(dP_j - Σ_k P_k·dP_k) for j <= i,
+ * zero for i < j < n_row. P is zero past i up to i+1 rounded up to 16 (softmax_tile),
+ * so whole vectors can be used. */
+static void score_gradient_row(const float *p, float *ds, int64_t i, int64_t n_row, float scale)
+{
+    const int64_t n_vec = round_up_vec(i + 1);
+    vf16 dv = {0};
+    for (int64_t j = 0; j < n_vec; j += VEC)
+        dv += load16(p + j) * load16(ds + j);
+    const float dot = hsum16(dv);
+    for (int64_t j = 0; j < n_vec; j += VEC)
+        store16(ds + j, scale * load16(p + j) * (load16(ds + j) - dot));
+    for (int64_t j = i + 1; j < n_row; j++)
+        ds[j] = 0.0f;
 }
 
 void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int64_t ldk,
@@ -191,26 +333,16 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
                                 int64_t lddk, float *dv, int64_t lddv, int64_t t, int64_t hd,
                                 float scale, float *vt, float *ds)
 {
+    const int64_t ldvt = em_attention_padded(t);
     if (dq || dk) {
-        em_attention_transpose(v, ldv, t, hd, vt, em_attention_padded(t));
+        em_attention_transpose(v, ldv, t, hd, vt, ldvt);
         for (int64_t i0 = 0; i0 < t; i0 += ROWS) {
             const int nr = t - i0 < ROWS ? (int)(t - i0) : ROWS;
             const int64_t n_keys = i0 + nr;
             float *dst = ds + i0 * ldp;
-            /* dP = dY·Vᵀ, then dS = P∘(dP - rowsum(P∘dP)), scaled for the q·kᵀ product. */
-            tile_scores(dy + i0 * ldy, ldy, nr, vt, em_attention_padded(t), n_keys, hd, 1.0f, dst, ldp);
-            for (int r = 0; r < nr; r++) {
-                const int64_t i = i0 + r;
-                const float *pr = p + i * ldp;
-                float *sr = dst + r * ldp;
-                float dot = 0.0f;
-                for (int64_t j = 0; j <= i; j++)
-                    dot += pr[j] * sr[j];
-                for (int64_t j = 0; j <= i; j++)
-                    sr[j] = scale * pr[j] * (sr[j] - dot);
-                for (int64_t j = i + 1; j < n_keys; j++)
-                    sr[j] = 0.0f;
-            }
+            tile_scores(dy + i0 * ldy, ldy, nr, vt, ldvt, n_keys, hd, 1.0f, dst, ldp); /* dP */
+            for (int r = 0; r < nr; r++)
+                score_gradient_row(p + (i0 + r) * ldp, dst + r * ldp, i0 + r, n_keys, scale);
             if (dq)
                 tile_weighted_rows(dst, ldp, nr, k, ldk, n_keys, hd, dq + i0 * lddq, lddq, true);
         }

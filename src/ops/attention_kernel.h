@@ -9,14 +9,16 @@
  *
  * Rows are processed in tiles of EM_ATTENTION_TILE consecutive positions. Probability
  * (and score gradient) rows are written up to the end of their tile, with zeros past the
- * row's own position: row i of a tile starting at i0 holds columns 0..i0+tile-1. */
+ * row's own position: row i of a tile starting at i0 holds columns 0..i0+tile-1 (and
+ * scratch values up to the next multiple of 16, so their ld must be
+ * em_attention_padded(T) or more). */
 #ifndef EMBER_ATTENTION_KERNEL_H
 #define EMBER_ATTENTION_KERNEL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define EM_ATTENTION_TILE 4
+#define EM_ATTENTION_TILE 8
 
 /* T rounded up to the key-block width of the score tiles. */
 int64_t em_attention_padded(int64_t t);
