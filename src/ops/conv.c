@@ -165,8 +165,9 @@ static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const 
  * first masked where relu_y (the ReLU's output) is not positive; with db, db[o] also gets
  * the sum of row o (so one pass over the output gradient gives both); col may be NULL
  * when only db is wanted. */
-static void small_k_weight_grad(int64_t m, int64_t p, int64_t k, const float *dz, const float *relu_y,
-                                const float *col, float *dw, float *db)
+static inline __attribute__((always_inline)) void
+small_k_weight_grad_body(int64_t m, int64_t p, int64_t k, const float *dz, const float *relu_y,
+                         const float *col, float *dw, float *db)
 {
     const int64_t full = p / 16 * 16;
     const em_vf16 zero = em_splat16(0.0f);
@@ -202,6 +203,17 @@ static void small_k_weight_grad(int64_t m, int64_t p, int64_t k, const float *dz
             db[o] += tail_sum;
         }
     }
+}
+
+/* 3x3 kernels on one channel (k = 9) get a copy compiled for that k, whose accumulators
+ * live in registers. */
+static void small_k_weight_grad(int64_t m, int64_t p, int64_t k, const float *dz, const float *relu_y,
+                                const float *col, float *dw, float *db)
+{
+    if (k == 9)
+        small_k_weight_grad_body(m, p, 9, dz, relu_y, col, dw, db);
+    else
+        small_k_weight_grad_body(m, p, k, dz, relu_y, col, dw, db);
 }
 
 /* y [og, p] = W_g [og, k] · col [k, p] (written, not added). */
