@@ -473,8 +473,10 @@ static void scratch_sizes(const conv_geom *g, const wino_plan *p, bool backward,
     z->total = z->v + z->dv + z->m + z->band + z->in_t + z->out_t + z->dz + z->du + z->db;
 }
 
-/* Thread t's buffers, with the lanes that no GEMM or transpose writes set to zero. */
-static void thread_work(const wino_sizes *z, float *scratch, int t, wino_work *wk)
+/* Thread t's buffers, with the padding lanes (which no GEMM or transpose writes, when the
+ * channel counts are not multiples of 16) set to zero, and the partial gradients. */
+static void thread_work(const conv_geom *g, const wino_plan *p, const wino_sizes *z, float *scratch, int t,
+                        wino_work *wk)
 {
     float *c = scratch + (size_t)t * z->total;
     wk->v = c, c += z->v;
@@ -486,10 +488,14 @@ static void thread_work(const wino_sizes *z, float *scratch, int t, wino_work *w
     wk->dz = c, c += z->dz;
     wk->du = c, c += z->du;
     wk->db = c;
-    memset(wk->dv, 0, z->dv * sizeof(float));
-    memset(wk->m, 0, z->m * sizeof(float));
-    memset(wk->in_t, 0, z->in_t * sizeof(float));
-    memset(wk->out_t, 0, z->out_t * sizeof(float));
+    if (p->cp != g->c) {
+        memset(wk->dv, 0, z->dv * sizeof(float));
+        memset(wk->in_t, 0, z->in_t * sizeof(float));
+    }
+    if (p->op != g->o) {
+        memset(wk->m, 0, z->m * sizeof(float));
+        memset(wk->out_t, 0, z->out_t * sizeof(float));
+    }
     memset(wk->du, 0, (z->du + z->db) * sizeof(float));
 }
 
@@ -519,7 +525,7 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         wino_work wk;
-        thread_work(&z, scratch, omp_get_thread_num(), &wk);
+        thread_work(g, &p, &z, scratch, omp_get_thread_num(), &wk);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < p.items; item++) {
             wino_block b;
@@ -570,7 +576,7 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         wino_work wk;
-        thread_work(&z, scratch, omp_get_thread_num(), &wk);
+        thread_work(g, &p, &z, scratch, omp_get_thread_num(), &wk);
 #pragma omp for schedule(static)
         for (int64_t item = 0; item < p.items; item++) {
             wino_block blk;
