@@ -60,6 +60,19 @@ void em_zero_grad(em_tensor *t);
 
 size_t em_tape_length(void);
 
+/* ---- anomaly detection (torch.autograd.set_detect_anomaly) ----------------------
+ * Off by default (each check is a pass over a tensor). When on, every op's output is
+ * checked for NaN and infinity right after its forward, and every gradient right after
+ * the backward of the node that produced it. The first forward anomaly of a step is kept
+ * (em_anomaly) and makes em_backward fail with it; a non-finite gradient stops
+ * em_backward at once with a message naming the op and the input. Process-wide. */
+bool em_set_detect_anomaly(bool enabled); /* returns the previous setting */
+bool em_detect_anomaly_enabled(void);
+/* The first forward anomaly of the current step on this thread, naming the op, the
+ * element and the input that was already non-finite if one was; "" when none. Cleared
+ * by em_step_end. */
+const char *em_anomaly(void);
+
 /* ---- gradient checking (public API) --------------------------------------------
  * fn computes an output from `inputs` (and from anything else it closes over through
  * `user`). Non-scalar outputs are reduced to sum(out * w) with fixed pseudo-random

@@ -1,8 +1,10 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ember/autograd.h"
 #include "ember/error.h"
+#include "autograd/anomaly.h"
 #include "autograd/step_arena.h"
 
 /* Nodes are linked backwards so that the tape needs no growing array. */
@@ -23,6 +25,9 @@ typedef struct tape_state {
     step_grad *step_grads;
     tape_entry *last;
     size_t length;
+    /* An op whose node could not be allocated: its gradients would silently be missing,
+     * so backward refuses (the message names the op). */
+    char broken[256];
     bool grad_disabled; /* zero-initialised thread-local: gradients on by default */
 } tape_state;
 
@@ -54,6 +59,8 @@ void em_step_end(void)
     forget_step_grads();
     tape.last = NULL;
     tape.length = 0;
+    tape.broken[0] = '\0';
+    em_anomaly_clear();
     if (tape.arena)
         em_arena_reset(tape.arena);
 }
@@ -63,6 +70,8 @@ void em_release_thread_state(void)
     forget_step_grads();
     tape.last = NULL;
     tape.length = 0;
+    tape.broken[0] = '\0';
+    em_anomaly_clear();
     em_arena_destroy(tape.arena);
     tape.arena = NULL;
 }
@@ -81,6 +90,8 @@ size_t em_tape_length(void) { return tape.length; }
 em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *in,
                    em_backward_fn backward)
 {
+    if (em_anomaly_enabled())
+        em_anomaly_check_forward(op, out, n_in, in);
     if (tape.grad_disabled || !out)
         return NULL;
     bool needed = false;
@@ -88,9 +99,14 @@ em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *i
         needed |= in[i] && in[i]->requires_grad;
     if (!needed)
         return NULL;
-    tape_entry *e = em_arena_alloc(em_step_arena(), sizeof *e);
-    if (!e)
-        return NULL; /* the error is set; backward will report the broken tape */
+    em_arena *arena = em_step_arena();
+    tape_entry *e = arena ? em_arena_alloc(arena, sizeof *e) : NULL;
+    if (!e) {
+        if (!tape.broken[0])
+            snprintf(tape.broken, sizeof tape.broken, "recording op '%s' failed: %s", op,
+                     ember_last_error());
+        return NULL;
+    }
     memset(e, 0, sizeof *e);
     e->node.op = op;
     e->node.out = out;
@@ -110,10 +126,11 @@ float *em_grad_buffer(em_tensor *t)
 {
     if (t->grad)
         return t->grad;
-    step_grad *link = em_arena_alloc(em_step_arena(), sizeof *link);
+    em_arena *arena = em_step_arena();
+    step_grad *link = arena ? em_arena_alloc(arena, sizeof *link) : NULL;
     if (!link)
         return NULL;
-    t->grad = em_arena_calloc(em_step_arena(), (size_t)t->numel, sizeof(float));
+    t->grad = em_arena_calloc(arena, (size_t)t->numel, sizeof(float));
     if (t->grad) {
         link->tensor = t;
         link->next = tape.step_grads;
@@ -136,6 +153,12 @@ int em_backward_with(em_tensor *root, const float *grad_out)
         return em_error("backward: the tensor %s does not require a gradient (no parameter or "
                         "input with requires_grad contributed to it, or gradients were off)",
                         em_shape_str(root));
+    if (tape.broken[0])
+        return em_error("backward: the tape of this step is incomplete (%s)", tape.broken);
+    if (em_anomaly_enabled() && em_anomaly()[0])
+        return em_error("anomaly detection: %s", em_anomaly());
+    if (em_anomaly_enabled() && em_anomaly_check_seed(root, grad_out) != EM_OK)
+        return EM_ERR;
     /* Gradients of intermediate results from an earlier backward over this tape must not
      * leak into this one; leaves keep accumulating, as in PyTorch. */
     for (tape_entry *e = tape.last; e; e = e->prev)
@@ -157,6 +180,10 @@ int em_backward_with(em_tensor *root, const float *grad_out)
                 return em_error_prefix("backward of %s: ", n->op);
             }
         n->backward(n);
+        if (em_anomaly_enabled() && em_anomaly_check_backward(n) != EM_OK) {
+            em_set_grad_enabled(previous);
+            return EM_ERR;
+        }
     }
     em_set_grad_enabled(previous);
     return EM_OK;
