@@ -6,13 +6,15 @@
  * 1.5 × PyTorch's 34,000.
  *
  * Usage: w3_lstm_cell [--threads N] [--steps S] [--warmup W] [--batch-first] [--head]
- *                     [--json FILE]
+ *                     [--blas] [--json FILE]
+ * --blas runs the per-step products through BLAS instead of the panel kernel.
  * Prints the median and best step times of the phases. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ember.h"
+#include "ops/panel_gemm.h"
 
 enum { VOCAB = 256, EMBED = 64, HIDDEN = 256, BATCH = 32, SEQ = 64 };
 #define TARGET_TOKENS_PER_S (1.5 * 34000.0)
@@ -32,13 +34,13 @@ static double median(double *v, int n)
 static void usage(const char *argv0)
 {
     fprintf(stderr, "usage: %s [--threads N] [--steps S] [--warmup W] [--batch-first] [--head] "
-                    "[--json FILE]\n", argv0);
+                    "[--blas] [--json FILE]\n", argv0);
 }
 
 int main(int argc, char **argv)
 {
     int threads = 2, steps = 30, warmup = 3;
-    bool batch_first = false, head = false;
+    bool batch_first = false, head = false, blas = false;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
             batch_first = true;
         } else if (!strcmp(argv[i], "--head")) {
             head = true;
+        } else if (!strcmp(argv[i], "--blas")) {
+            blas = true;
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             json = argv[++i];
         } else {
@@ -63,6 +67,7 @@ int main(int argc, char **argv)
         return 2;
     }
     em_set_num_threads(threads);
+    em_panel_gemm_set_disabled(blas);
 
     /* Parameters with PyTorch's initialisation ranges: N(0,1) embedding, U(±1/√H) LSTM,
      * U(±1/√in) head. */
@@ -148,9 +153,10 @@ int main(int argc, char **argv)
         best = t_all[s] < best ? t_all[s] : best;
     double fwd = median(t_fwd, steps), bwd = median(t_bwd, steps), total = median(t_all, steps);
     double tok_s = (double)tokens / total;
-    printf("W3 %s: embedding %d->%d, LSTM %d->%d, batch %d, seq %d, %s, %d threads, %d steps\n",
-           head ? "step without Adam" : "recurrent core", VOCAB, EMBED, EMBED, HIDDEN, BATCH, SEQ,
-           batch_first ? "batch_first" : "seq-first", threads, steps);
+    printf("W3 %s: embedding %d->%d, LSTM %d->%d, batch %d, seq %d, %s, %d threads, %d steps, "
+           "per-step products by %s\n", head ? "step without Adam" : "recurrent core", VOCAB, EMBED,
+           EMBED, HIDDEN, BATCH, SEQ, batch_first ? "batch_first" : "seq-first", threads, steps,
+           em_panel_gemm_enabled() ? "the panel kernel" : "BLAS");
     if (head)
         printf("  + linear head %d->%d and cross-entropy\n", HIDDEN, VOCAB);
     printf("  forward  %8.3f ms (median)\n", fwd * 1e3);
@@ -165,10 +171,11 @@ int main(int argc, char **argv)
             perror(json);
             return 1;
         }
-        fprintf(f, "{\"workload\": \"w3_lstm_cell\", \"head\": %s, \"batch_first\": %s, \"threads\": %d, "
+        fprintf(f, "{\"workload\": \"w3_lstm_cell\", \"panel_kernel\": %s, \"head\": %s, "
+                   "\"batch_first\": %s, \"threads\": %d, "
                    "\"steps\": %d, \"forward_ms\": %.4f, \"backward_ms\": %.4f, \"step_ms\": %.4f, "
                    "\"best_step_ms\": %.4f, \"tokens_per_s\": %.1f, \"step_system_allocs\": %zu}\n",
-                head ? "true" : "false", batch_first ? "true" : "false", threads, steps, fwd * 1e3,
+                em_panel_gemm_enabled() ? "true" : "false", head ? "true" : "false", batch_first ? "true" : "false", threads, steps, fwd * 1e3,
                 bwd * 1e3, total * 1e3, best * 1e3, tok_s, step_allocs);
         fclose(f);
     }

@@ -3,11 +3,13 @@
  * sequence, the final states and the gradients of x, h0, c0 and every weight for a loss
  * on all of them; numeric gradient checks of each cell with losses on the sequence, on
  * the final states only and on both, initial states requiring gradients, and only a
- * state requiring one; the batch split over threads against one thread; backward run
- * twice over one tape; no recording with gradients off; bad input. */
+ * state requiring one; the batch split over threads and the panel kernel against one
+ * thread and BLAS; backward run twice over one tape; no recording with gradients off; bad
+ * input. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/panel_gemm.h"
 #include "testlib.h"
 
 typedef enum kind { K_RNN, K_LSTM, K_GRU } kind;
@@ -326,12 +328,14 @@ static void free_result(run_result *r)
         free(all[i]);
 }
 
-/* A W3-like LSTM (B 32, H 64: large enough to split the batch) with a fixed seed, run
- * forward and backward with `threads` threads. */
-static run_result run_big(kind k, int threads, bool batch_first)
+/* Large enough to split the batch over threads, with odd sizes: 15 rows per thread (row
+ * blocks of 8, 4, 2, 1 in the panel kernel) and G·H and H not whole panels. A fixed
+ * seed; forward and backward with `threads` threads, through BLAS or the panel kernel. */
+static run_result run_big(kind k, int threads, bool batch_first, bool blas)
 {
-    const int64_t T = 7, B = 32, I = 24, H = 64, G = k == K_LSTM ? 4 : k == K_GRU ? 3 : 1;
+    const int64_t T = 7, B = 30, I = 24, H = 50, G = k == K_LSTM ? 4 : k == K_GRU ? 3 : 1;
     em_set_num_threads(threads);
+    em_panel_gemm_set_disabled(blas);
     em_rng rng;
     em_rng_seed(&rng, 77);
     int64_t xs[3] = {batch_first ? B : T, batch_first ? T : B, I};
@@ -373,40 +377,53 @@ static run_result run_big(kind k, int threads, bool batch_first)
     return r;
 }
 
+static void compare_runs(kind k, bool bf, const char *how, const run_result *one, const run_result *two)
+{
+    struct {
+        const char *what;
+        const float *a, *b;
+        int64_t n;
+    } cmp[] = {{"sequence", one->seq, two->seq, one->n_seq}, {"h_n", one->h_n, two->h_n, one->n_state},
+               {"c_n", one->c_n, two->c_n, one->c_n ? one->n_state : 0},
+               {"grad x", one->gx, two->gx, one->n_x}, {"grad h0", one->gh0, two->gh0, one->n_state},
+               {"grad c0", one->gc0, two->gc0, one->gc0 ? one->n_state : 0},
+               {"grad weight_ih", one->gw_ih, two->gw_ih, one->n_w_ih},
+               {"grad weight_hh", one->gw_hh, two->gw_hh, one->n_w_hh},
+               {"grad bias_ih", one->gb_ih, two->gb_ih, one->n_b},
+               {"grad bias_hh", one->gb_hh, two->gb_hh, one->n_b}};
+    /* Other kernels (BLAS's for other shapes, or the panel kernel) sum in other orders, so
+     * rounding differs a little; a race or a wrong row would not. */
+    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++)
+        CHECK_MSG(cmp[i].n == 0 || test_max_violation(cmp[i].b, cmp[i].a, cmp[i].n, 1e-4, 1e-3) <= 1,
+                  "%s%s: %s differs %s", kind_names[k], bf ? " batch_first" : "", cmp[i].what, how);
+}
+
 static void test_threads(void)
 {
     for (int k = K_RNN; k <= K_GRU; k++) {
         for (int bf = 0; bf < 2; bf++) {
-            run_result one = run_big((kind)k, 1, bf), two = run_big((kind)k, 2, bf);
-            if (!one.seq || !two.seq) {
-                CHECK(false);
-                continue;
+            run_result base = run_big((kind)k, 1, bf, true);
+            static const struct {
+                int threads;
+                bool blas;
+                const char *how;
+            } variants[] = {{2, true, "between 1 and 2 threads (BLAS)"},
+                            {1, false, "between BLAS and the panel kernel (1 thread)"},
+                            {2, false, "between BLAS on 1 thread and the panel kernel on 2"}};
+            for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+                run_result other = run_big((kind)k, variants[v].threads, bf, variants[v].blas);
+                CHECK(base.seq && other.seq);
+                if (base.seq && other.seq)
+                    compare_runs((kind)k, bf, variants[v].how, &base, &other);
+                free_result(&other);
             }
-            struct {
-                const char *what;
-                const float *a, *b;
-                int64_t n;
-            } cmp[] = {{"sequence", one.seq, two.seq, one.n_seq}, {"h_n", one.h_n, two.h_n, one.n_state},
-                       {"c_n", one.c_n, two.c_n, one.c_n ? one.n_state : 0},
-                       {"grad x", one.gx, two.gx, one.n_x}, {"grad h0", one.gh0, two.gh0, one.n_state},
-                       {"grad c0", one.gc0, two.gc0, one.gc0 ? one.n_state : 0},
-                       {"grad weight_ih", one.gw_ih, two.gw_ih, one.n_w_ih},
-                       {"grad weight_hh", one.gw_hh, two.gw_hh, one.n_w_hh},
-                       {"grad bias_ih", one.gb_ih, two.gb_ih, one.n_b},
-                       {"grad bias_hh", one.gb_hh, two.gb_hh, one.n_b}};
-            /* BLAS may pick other kernels for the half batches (the Elman cell's small
-             * GEMMs do), so rounding differs a little; a race or a wrong row would not. */
-            for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-                CHECK_MSG(cmp[i].n == 0 || test_max_violation(cmp[i].b, cmp[i].a, cmp[i].n, 1e-4, 1e-3) <= 1,
-                          "%s%s: %s differs between 1 and 2 threads", kind_names[k],
-                          bf ? " batch_first" : "", cmp[i].what);
-            }
-            free_result(&one);
-            free_result(&two);
+            free_result(&base);
         }
     }
+    em_panel_gemm_set_disabled(false);
     em_set_num_threads(2);
 }
+
 
 /* A second backward over the same tape (the saved forward state must survive the first)
  * gives the same gradients again; with gradients off nothing is recorded and the values
@@ -535,6 +552,9 @@ static void test_bad_input(void)
 int main(void)
 {
     test_parity();
+    em_panel_gemm_set_disabled(true); /* the BLAS path of machines without AVX-512 */
+    test_parity();
+    em_panel_gemm_set_disabled(false);
     test_gradcheck_cells();
     test_only_state_requires_grad();
     test_threads();

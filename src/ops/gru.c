@@ -30,8 +30,8 @@ static void gru_forward(const rnn_step *s)
 {
     const int64_t H = s->hidden;
     for (int64_t b = s->b0; b < s->b1; b++) {
-        float *a = s->gates + b * 3 * H;
-        const float *q = s->hidden_gates + b * 3 * H;
+        float *a = s->gates + b * s->gate_stride;
+        const float *q = s->hidden_gates + b * s->gate_stride;
         gru_forward_row(a, a + H, a + 2 * H, q, q + H, q + 2 * H, s->h_prev + b * H, s->h + b * H, H);
     }
 }
@@ -62,8 +62,8 @@ static void gru_backward(const rnn_step *s)
 {
     const int64_t H = s->hidden;
     for (int64_t b = s->b0; b < s->b1; b++) {
-        const float *act = s->gates + b * 3 * H, *q = s->hidden_gates + b * 3 * H;
-        float *da = s->dgates + b * 3 * H, *dq = s->dhidden_gates + b * 3 * H;
+        const float *act = s->gates + b * s->gate_stride, *q = s->hidden_gates + b * s->gate_stride;
+        float *da = s->dgates + b * s->gate_stride, *dq = s->dhidden_gates + b * s->gate_stride;
         gru_backward_row(act, act + H, act + 2 * H, q + 2 * H, s->h_prev + b * H, s->dh + b * H,
                          s->dh_prev + b * H, da, da + H, da + 2 * H, dq, dq + H, dq + 2 * H, H);
     }

@@ -32,7 +32,7 @@ static void lstm_forward(const rnn_step *s)
 {
     const int64_t H = s->hidden;
     for (int64_t b = s->b0; b < s->b1; b++) {
-        float *a = s->gates + b * 4 * H;
+        float *a = s->gates + b * s->gate_stride;
         lstm_forward_row(a, a + H, a + 2 * H, a + 3 * H, s->c_prev + b * H, s->c + b * H, s->h + b * H, H);
     }
 }
@@ -60,8 +60,8 @@ static void lstm_backward(const rnn_step *s)
 {
     const int64_t H = s->hidden;
     for (int64_t b = s->b0; b < s->b1; b++) {
-        const float *act = s->gates + b * 4 * H;
-        float *da = s->dgates + b * 4 * H;
+        const float *act = s->gates + b * s->gate_stride;
+        float *da = s->dgates + b * s->gate_stride;
         lstm_backward_row(act, act + H, act + 2 * H, act + 3 * H, s->c_prev + b * H, s->c + b * H,
                           s->dh + b * H, s->dc + b * H, s->dc_prev + b * H, da, da + H, da + 2 * H,
                           da + 3 * H, H);

@@ -14,9 +14,11 @@
 
 #include "ember/rnn_ops.h"
 
-/* One step over batch rows [b0, b1). Row b of a [B, n] buffer starts at b·n. */
+/* One step over batch rows [b0, b1). Row b of a [B, H] buffer starts at b·H, row b of a
+ * gate buffer [B, G·H] at b·gate_stride (>= G·H: padded so that rows do not share cache
+ * sets). */
 typedef struct rnn_step {
-    int64_t b0, b1, hidden;
+    int64_t b0, b1, hidden, gate_stride;
     em_activation act;    /* Elman RNN only */
     /* Forward: gates holds the pre-activations of the input side (W_ih x + b_ih, and for
      * cells without hidden_apart also W_hh h + b_hh); the cell overwrites them with

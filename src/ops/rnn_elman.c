@@ -8,7 +8,7 @@ static void elman_forward(const rnn_step *s)
 {
     const int64_t H = s->hidden;
     for (int64_t b = s->b0; b < s->b1; b++) {
-        const float *restrict a = s->gates + b * H;
+        const float *restrict a = s->gates + b * s->gate_stride;
         float *restrict h = s->h + b * H;
         if (s->act == EM_ACT_RELU)
             for (int64_t j = 0; j < H; j++)
@@ -25,7 +25,7 @@ static void elman_backward(const rnn_step *s)
     for (int64_t b = s->b0; b < s->b1; b++) {
         const float *restrict h = s->h + b * H;
         const float *restrict dh = s->dh + b * H;
-        float *restrict da = s->dgates + b * H;
+        float *restrict da = s->dgates + b * s->gate_stride;
         if (s->act == EM_ACT_RELU)
             for (int64_t j = 0; j < H; j++)
                 da[j] = h[j] > 0.0f ? dh[j] : 0.0f;

@@ -19,13 +19,20 @@
  *
  * Batch rows are independent sequences: each thread takes a block of rows through the
  * whole sequence, running its own single-threaded GEMMs (OpenBLAS's OpenMP build does
- * not fork inside a parallel region), so the recurrence needs no barrier per step. */
+ * not fork inside a parallel region), so the recurrence needs no barrier per step.
+ *
+ * The per-step GEMMs have few rows (a thread's share of the batch) and reuse W_hh at every
+ * step; BLAS would repack W_hh on every call, so with AVX-512 W_hh is packed once per
+ * forward and once per backward and the steps use the panel kernel (panel_gemm.h). Rows
+ * of the gate buffers are padded so that the rows a kernel broadcasts from do not share
+ * cache sets. */
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
 #include <string.h>
 
 #include "ember/error.h"
+#include "ops/panel_gemm.h"
 #include "ops/rnn_cell.h"
 
 /* Multiply-adds of one step's recurrent GEMM below which a single thread is faster than
@@ -35,6 +42,7 @@
 typedef struct rnn_saved {
     const rnn_cell *cell;
     int64_t steps, batch, input, hidden, gate_width;
+    int64_t gate_stride;  /* row stride of the gate buffers: gate_width, padded */
     em_activation act;
     bool batch_first;
     /* All inputs: the tape node has room for four, the backward finds the rest here. */
@@ -43,6 +51,7 @@ typedef struct rnn_saved {
     const float *xs;      /* x time-major [T·B, I] */
     float *gates;         /* [T·B, G·H]: the activated gates after forward */
     float *hidden_gates;  /* [T·B, G·H]: W_hh h + b_hh (hidden_apart cells) or NULL */
+    float *w_hh_panels;   /* W_hh^T packed for the panel kernel, or NULL for BLAS */
 } rnn_saved;
 
 static void thread_rows(int64_t rows, int64_t *r0, int64_t *r1)
@@ -60,6 +69,17 @@ static bool split_batch(const rnn_saved *s)
 
 static float *hidden_states(const rnn_saved *s) { return s->packed->data; }
 
+/* Rows 2 KiB apart or a multiple of it would share L1 sets when the kernels broadcast from
+ * 16 of them at once; one extra cache line per row spreads them out. */
+static int64_t padded_stride(int64_t width)
+{
+    int64_t stride = (width + 15) / 16 * 16;
+    return stride % 512 == 0 ? stride + 16 : stride;
+}
+
+/* n floats of the step arena, 64-byte aligned (as every arena allocation is). */
+static float *scratch(int64_t n) { return em_arena_alloc(em_step_arena(), (size_t)n * sizeof(float)); }
+
 static float *cell_states(const rnn_saved *s)
 {
     return s->cell->has_cell_state ? s->packed->data + (s->steps + 1) * s->batch * s->hidden : NULL;
@@ -69,7 +89,7 @@ static float *cell_states(const rnn_saved *s)
 
 static void forward_steps(const rnn_saved *s)
 {
-    const int64_t T = s->steps, B = s->batch, H = s->hidden, GH = s->gate_width;
+    const int64_t T = s->steps, B = s->batch, H = s->hidden, GH = s->gate_width, LD = s->gate_stride;
     const float *w_hh = s->w_hh->data;
     const float *b_hh = s->cell->hidden_apart && s->b_hh ? s->b_hh->data : NULL;
     float *hs = hidden_states(s), *cs = cell_states(s);
@@ -79,20 +99,25 @@ static void forward_steps(const rnn_saved *s)
         thread_rows(B, &b0, &b1);
         const int m = (int)(b1 - b0);
         for (int64_t t = 0; t < T && m > 0; t++) {
-            float *gates = s->gates + t * B * GH;
-            float *hidden_gates = s->hidden_gates ? s->hidden_gates + t * B * GH : NULL;
-            float *product = hidden_gates ? hidden_gates : gates;
-            float beta = 1.0f;
-            if (hidden_gates) {
-                beta = b_hh ? 1.0f : 0.0f;
-                for (int64_t b = b0; b1 > b && b_hh; b++)
-                    memcpy(hidden_gates + b * GH, b_hh, (size_t)GH * sizeof(float));
+            float *gates = s->gates + t * B * LD;
+            float *hidden_gates = s->hidden_gates ? s->hidden_gates + t * B * LD : NULL;
+            float *product = (hidden_gates ? hidden_gates : gates) + b0 * LD;
+            const float *h_prev = hs + t * B * H + b0 * H;
+            /* W_hh h + b_hh lands on its own buffer for the GRU, onto the input side's
+             * pre-activations otherwise. */
+            for (int64_t b = b0; b < b1 && hidden_gates; b++) {
+                if (b_hh)
+                    memcpy(hidden_gates + b * LD, b_hh, (size_t)GH * sizeof(float));
+                else
+                    memset(hidden_gates + b * LD, 0, (size_t)GH * sizeof(float));
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)GH, (int)H, 1.0f,
-                        hs + t * B * H + b0 * H, (int)H, w_hh, (int)H, beta, product + b0 * GH,
-                        (int)GH);
+            if (s->w_hh_panels)
+                em_panel_gemm(m, GH, H, h_prev, H, s->w_hh_panels, product, LD);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)GH, (int)H, 1.0f, h_prev,
+                            (int)H, w_hh, (int)H, 1.0f, product, (int)LD);
             rnn_step step = {
-                .b0 = b0, .b1 = b1, .hidden = H, .act = s->act,
+                .b0 = b0, .b1 = b1, .hidden = H, .gate_stride = LD, .act = s->act,
                 .gates = gates, .hidden_gates = hidden_gates,
                 .h_prev = hs + t * B * H, .h = hs + (t + 1) * B * H,
                 .c_prev = cs ? cs + t * B * H : NULL, .c = cs ? cs + (t + 1) * B * H : NULL,
@@ -105,10 +130,11 @@ static void forward_steps(const rnn_saved *s)
 /* ---- backward ---------------------------------------------------------------------- */
 
 /* dst[j] += sum over rows of m[r, j], as one GEMV against a vector of ones. */
-static void add_column_sums(const float *m, int64_t rows, int64_t cols, float *dst, const float *ones)
+static void add_column_sums(const float *m, int64_t rows, int64_t cols, int64_t ld, float *dst,
+                            const float *ones)
 {
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)rows, (int)cols, 1.0f, m, (int)cols, ones, 1, 1.0f,
-                dst, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)rows, (int)cols, 1.0f, m, (int)ld, ones, 1, 1.0f, dst,
+                1);
 }
 
 static void add_into(float *dst, const float *src, int64_t n)
@@ -122,17 +148,19 @@ static void rnn_backward(em_node *node)
     const rnn_saved *s = node->saved;
     const rnn_cell *cell = s->cell;
     const int64_t T = s->steps, B = s->batch, IN = s->input, H = s->hidden, GH = s->gate_width;
-    const int64_t rows = T * B;
+    const int64_t LD = s->gate_stride, rows = T * B;
     em_tensor *const extra[] = {s->b_ih, s->b_hh, s->h0, s->c0};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++)
         if (extra[k] && extra[k]->requires_grad && !em_grad_buffer(extra[k]))
             return;
-    em_arena *arena = em_step_arena();
-    float *dgates = em_arena_alloc(arena, (size_t)(rows * GH) * sizeof(float));
-    float *dhidden = cell->hidden_apart ? em_arena_alloc(arena, (size_t)(rows * GH) * sizeof(float))
-                                        : dgates;
-    if (!dgates || !dhidden)
+    float *dgates = scratch(rows * LD);
+    float *dhidden = cell->hidden_apart ? scratch(rows * LD) : dgates;
+    /* W_hh as the right operand of dGates_t·W_hh, packed once for all steps. */
+    float *panels = em_panel_gemm_enabled() ? scratch(em_panel_packed_floats(GH, H)) : NULL;
+    if (!dgates || !dhidden || (em_panel_gemm_enabled() && !panels))
         return;
+    if (panels)
+        em_panel_pack(s->w_hh->data, H, 1, GH, H, panels);
     float *hs = hidden_states(s), *cs = cell_states(s);
     float *dhs = s->packed->grad;
     float *dcs = cell->has_cell_state ? dhs + (T + 1) * B * H : NULL;
@@ -146,52 +174,57 @@ static void rnn_backward(em_node *node)
         const int m = (int)(b1 - b0);
         for (int64_t t = T - 1; t >= 0 && m > 0; t--) {
             rnn_step step = {
-                .b0 = b0, .b1 = b1, .hidden = H, .act = s->act,
-                .gates = s->gates + t * B * GH,
-                .hidden_gates = s->hidden_gates ? s->hidden_gates + t * B * GH : NULL,
+                .b0 = b0, .b1 = b1, .hidden = H, .gate_stride = LD, .act = s->act,
+                .gates = s->gates + t * B * LD,
+                .hidden_gates = s->hidden_gates ? s->hidden_gates + t * B * LD : NULL,
                 .h_prev = hs + t * B * H, .h = hs + (t + 1) * B * H,
                 .c_prev = cs ? cs + t * B * H : NULL, .c = cs ? cs + (t + 1) * B * H : NULL,
                 .dh = dhs + (t + 1) * B * H, .dh_prev = dhs + t * B * H,
                 .dc = dcs ? dcs + (t + 1) * B * H : NULL, .dc_prev = dcs ? dcs + t * B * H : NULL,
-                .dgates = dgates + t * B * GH, .dhidden_gates = dhidden + t * B * GH,
+                .dgates = dgates + t * B * LD, .dhidden_gates = dhidden + t * B * LD,
             };
             cell->backward(&step);
             /* dh_{t-1} += dGates_t·W_hh: the gradient through the recurrence. */
-            if (t > 0 || need_dh0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (int)H, (int)GH, 1.0f,
-                            dhidden + t * B * GH + b0 * GH, (int)GH, w_hh, (int)H, 1.0f,
-                            dhs + t * B * H + b0 * H, (int)H);
+            const float *dg = dhidden + t * B * LD + b0 * LD;
+            float *dh_prev = dhs + t * B * H + b0 * H;
+            if (t == 0 && !need_dh0)
+                continue;
+            if (panels)
+                em_panel_gemm(m, H, GH, dg, LD, panels, dh_prev, H);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, (int)H, (int)GH, 1.0f, dg,
+                            (int)LD, w_hh, (int)H, 1.0f, dh_prev, (int)H);
         }
     }
 
     if (s->w_hh->requires_grad)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)GH, (int)H, (int)rows, 1.0f, dhidden,
-                    (int)GH, hs, (int)H, 1.0f, s->w_hh->grad, (int)H);
+                    (int)LD, hs, (int)H, 1.0f, s->w_hh->grad, (int)H);
     if (s->w_ih->requires_grad)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)GH, (int)IN, (int)rows, 1.0f, dgates,
-                    (int)GH, s->xs, (int)IN, 1.0f, s->w_ih->grad, (int)IN);
+                    (int)LD, s->xs, (int)IN, 1.0f, s->w_ih->grad, (int)IN);
     bool need_db_ih = s->b_ih && s->b_ih->requires_grad, need_db_hh = s->b_hh && s->b_hh->requires_grad;
     if (need_db_ih || need_db_hh) {
-        float *ones = em_arena_alloc(arena, (size_t)rows * sizeof(float));
+        float *ones = scratch(rows);
         if (!ones)
             return;
         for (int64_t r = 0; r < rows; r++)
             ones[r] = 1.0f;
         if (need_db_ih)
-            add_column_sums(dgates, rows, GH, s->b_ih->grad, ones);
+            add_column_sums(dgates, rows, GH, LD, s->b_ih->grad, ones);
         if (need_db_hh)
-            add_column_sums(dhidden, rows, GH, s->b_hh->grad, ones);
+            add_column_sums(dhidden, rows, GH, LD, s->b_hh->grad, ones);
     }
     if (s->x->requires_grad) {
         if (!s->batch_first) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)IN, (int)GH, 1.0f,
-                        dgates, (int)GH, s->w_ih->data, (int)IN, 1.0f, s->x->grad, (int)IN);
+                        dgates, (int)LD, s->w_ih->data, (int)IN, 1.0f, s->x->grad, (int)IN);
         } else {
-            float *dx = em_arena_alloc(arena, (size_t)(rows * IN) * sizeof(float));
+            float *dx = scratch(rows * IN);
             if (!dx)
                 return;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)IN, (int)GH, 1.0f,
-                        dgates, (int)GH, s->w_ih->data, (int)IN, 0.0f, dx, (int)IN);
+                        dgates, (int)LD, s->w_ih->data, (int)IN, 0.0f, dx, (int)IN);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t t = 0; t < T; t++)
                     add_into(s->x->grad + (b * T + t) * IN, dx + (t * B + b) * IN, IN);
@@ -323,7 +356,7 @@ static int check_arguments(const rnn_cell *cell, const em_tensor *x, const em_rn
 static void fill_bias_rows(const rnn_saved *s, float *gates)
 {
     const int64_t GH = s->gate_width, rows = s->steps * s->batch;
-    float *bias = em_arena_alloc(em_step_arena(), (size_t)GH * sizeof(float));
+    float *bias = scratch(GH);
     if (!bias)
         return;
     for (int64_t j = 0; j < GH; j++) {
@@ -333,7 +366,7 @@ static void fill_bias_rows(const rnn_saved *s, float *gates)
         bias[j] = v;
     }
     for (int64_t r = 0; r < rows; r++)
-        memcpy(gates + r * GH, bias, (size_t)GH * sizeof(float));
+        memcpy(gates + r * s->gate_stride, bias, (size_t)GH * sizeof(float));
 }
 
 static void copy_state(float *dst, const em_tensor *st, int64_t n)
@@ -373,6 +406,7 @@ em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_para
     s->input = x->shape[2];
     s->hidden = params->weight_hh->shape[1];
     s->gate_width = params->weight_hh->shape[0];
+    s->gate_stride = padded_stride(s->gate_width);
     /* BLAS reads the weights and x in place when dense; anything else is copied once
      * (on the tape, so gradients still reach the original). */
     s->x = em_contiguous(x);
@@ -387,17 +421,19 @@ em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_para
         return NULL;
 
     const int64_t T = s->steps, B = s->batch, IN = s->input, H = s->hidden, GH = s->gate_width;
-    const int64_t rows = T * B;
-    em_arena *arena = em_step_arena();
+    const int64_t LD = s->gate_stride, rows = T * B;
     int64_t packed_numel = (T + 1) * B * H * (cell->has_cell_state ? 2 : 1);
     s->packed = em_tensor_empty(NULL, 1, &packed_numel);
-    s->gates = em_arena_alloc(arena, (size_t)(rows * GH) * sizeof(float));
+    s->gates = scratch(rows * LD);
     if (cell->hidden_apart)
-        s->hidden_gates = em_arena_alloc(arena, (size_t)(rows * GH) * sizeof(float));
-    if (!s->packed || !s->gates || (cell->hidden_apart && !s->hidden_gates))
+        s->hidden_gates = scratch(rows * LD);
+    if (em_panel_gemm_enabled())
+        s->w_hh_panels = scratch(em_panel_packed_floats(H, GH));
+    if (!s->packed || !s->gates || (cell->hidden_apart && !s->hidden_gates) ||
+        (em_panel_gemm_enabled() && !s->w_hh_panels))
         return NULL;
     if (batch_first) {
-        float *xs = em_arena_alloc(arena, (size_t)(rows * IN) * sizeof(float));
+        float *xs = scratch(rows * IN);
         if (!xs)
             return NULL;
         for (int64_t t = 0; t < T; t++)
@@ -415,7 +451,9 @@ em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_para
     if (any_bias)
         fill_bias_rows(s, s->gates);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)GH, (int)IN, 1.0f, s->xs, (int)IN,
-                s->w_ih->data, (int)IN, any_bias ? 1.0f : 0.0f, s->gates, (int)GH);
+                s->w_ih->data, (int)IN, any_bias ? 1.0f : 0.0f, s->gates, (int)LD);
+    if (s->w_hh_panels) /* W_hh^T: B[k][j] = W_hh[j][k] */
+        em_panel_pack(s->w_hh->data, 1, H, H, GH, s->w_hh_panels);
     forward_steps(s);
 
     /* The node holds four inputs; the always-present ones first, then the first of the
