@@ -84,11 +84,13 @@ static void batchnorm_describe(const em_layer *l, char *buf, size_t size)
     const batchnorm_config *c = l->config;
     const char *sep = "";
     if (c->momentum != DEFAULT_MOMENTUM) {
-        em_text_append(buf, size, "momentum=%.9g", (double)c->momentum);
+        em_text_append(buf, size, "momentum=");
+        em_text_append_float(buf, size, c->momentum);
         sep = " ";
     }
     if (c->eps != DEFAULT_EPS) {
-        em_text_append(buf, size, "%seps=%.9g", sep, (double)c->eps);
+        em_text_append(buf, size, "%seps=", sep);
+        em_text_append_float(buf, size, c->eps);
         sep = " ";
     }
     if (!c->affine) {

@@ -38,7 +38,7 @@ static void dropout_describe(const em_layer *l, char *buf, size_t size)
 {
     const dropout_config *c = l->config;
     if (c->p != DEFAULT_P)
-        em_text_append(buf, size, "%.9g", (double)c->p);
+        em_text_append_float(buf, size, c->p);
 }
 
 const em_layer_kind em_layer_dropout = {

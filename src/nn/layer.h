@@ -139,5 +139,7 @@ int em_options_check_used(const em_layer_options *o);
 
 /* Appends printf-style text to buf (always terminated, truncating). */
 void em_text_append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Appends the shortest decimal form of v that reads back as v ("0.001", not "0.00100000005"). */
+void em_text_append_float(char *buf, size_t size, float v);
 
 #endif

@@ -23,6 +23,17 @@ void em_text_append(char *buf, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
+void em_text_append_float(char *buf, size_t size, float v)
+{
+    char text[32];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, (double)v);
+        if (strtof(text, NULL) == v)
+            break;
+    }
+    em_text_append(buf, size, "%s", text);
+}
+
 /* The canonical name: the first alias of "a|b". */
 static const char *canonical(const char *key, char *buf, size_t size)
 {
