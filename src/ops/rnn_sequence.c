@@ -77,6 +77,10 @@ static int64_t padded_stride(int64_t width)
     return stride % 512 == 0 ? stride + 16 : stride;
 }
 
+/* Packing W_hh costs about as much as one step's product (both pass over W_hh once), so
+ * it pays only over a few steps; generating one token at a time stays on BLAS. */
+static bool use_panels(int64_t steps) { return em_panel_gemm_enabled() && steps >= 4; }
+
 /* n floats of the step arena, 64-byte aligned (as every arena allocation is). */
 static float *scratch(int64_t n) { return em_arena_alloc(em_step_arena(), (size_t)n * sizeof(float)); }
 
@@ -156,8 +160,8 @@ static void rnn_backward(em_node *node)
     float *dgates = scratch(rows * LD);
     float *dhidden = cell->hidden_apart ? scratch(rows * LD) : dgates;
     /* W_hh as the right operand of dGates_t·W_hh, packed once for all steps. */
-    float *panels = em_panel_gemm_enabled() ? scratch(em_panel_packed_floats(GH, H)) : NULL;
-    if (!dgates || !dhidden || (em_panel_gemm_enabled() && !panels))
+    float *panels = use_panels(T) ? scratch(em_panel_packed_floats(GH, H)) : NULL;
+    if (!dgates || !dhidden || (use_panels(T) && !panels))
         return;
     if (panels)
         em_panel_pack(s->w_hh->data, H, 1, GH, H, panels);
@@ -427,10 +431,10 @@ em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_para
     s->gates = scratch(rows * LD);
     if (cell->hidden_apart)
         s->hidden_gates = scratch(rows * LD);
-    if (em_panel_gemm_enabled())
+    if (use_panels(T))
         s->w_hh_panels = scratch(em_panel_packed_floats(H, GH));
     if (!s->packed || !s->gates || (cell->hidden_apart && !s->hidden_gates) ||
-        (em_panel_gemm_enabled() && !s->w_hh_panels))
+        (use_panels(T) && !s->w_hh_panels))
         return NULL;
     if (batch_first) {
         float *xs = scratch(rows * IN);
