@@ -96,7 +96,8 @@ static void layer_norm_backward(em_node *node)
     const bool parallel = rows * dim >= PARALLEL_MIN_ELEMENTS && omp_get_max_threads() > 1;
     const int max_threads = parallel ? omp_get_max_threads() : 1;
 
-    /* Per-thread partial dw and db, [thread][2·dim]. */
+    /* Per-thread partial dw and db, [thread][2·dim], zeroed: a thread that gets no rows
+     * adds zeros, so the sum needs no count of the threads that ran. */
     float *partial = NULL;
     if (need_w || need_b) {
         partial = em_arena_calloc(em_step_arena(), (size_t)max_threads * 2 * (size_t)dim,
@@ -104,15 +105,12 @@ static void layer_norm_backward(em_node *node)
         if (!partial)
             return;
     }
-    int used_threads = 1;
 #pragma omp parallel if (parallel) num_threads(max_threads)
     {
         const int tid = omp_get_thread_num();
-#pragma omp single
-        used_threads = omp_get_num_threads();
         float *dw_part = partial ? partial + (size_t)tid * 2 * (size_t)dim : NULL;
         float *db_part = partial ? dw_part + dim : NULL;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = x->data + r * dim, *dr = dy + r * dim;
             const float mean = sv->mean[r], rstd = sv->rstd[r];
@@ -140,7 +138,7 @@ static void layer_norm_backward(em_node *node)
                 }
         }
     }
-    for (int t = 0; t < used_threads && partial; t++) {
+    for (int t = 0; t < max_threads && partial; t++) {
         const float *dw_part = partial + (size_t)t * 2 * (size_t)dim, *db_part = dw_part + dim;
         for (int64_t j = 0; j < dim; j++) {
             if (need_w)
