@@ -96,6 +96,68 @@ static void test_slices_match_fused(void)
     em_step_end();
 }
 
+/* Views read in place: a column window of a wider tensor (strided rows) and a
+ * [T, B, C] tensor seen as [B, T, C] (batch stride smaller than the row stride) give the
+ * values and gradients of their dense copies. */
+static void test_strided_views(void)
+{
+    em_rng rng;
+    em_rng_seed(&rng, 17);
+    em_tensor *wide = test_randn(&rng, 3, (int64_t[]){2, 7, 30}, 1.0f);
+    em_tensor *dense = em_tensor_clone(NULL, em_slice(wide, 2, 3, 27, 1));
+    dense->requires_grad = true;
+    em_tensor *gy = test_randn(&rng, 3, (int64_t[]){2, 7, 8}, 1.0f);
+    size_t before = em_tape_length();
+    em_tensor *y_view = em_causal_attention_qkv(em_slice(wide, 2, 3, 27, 1), 2);
+    CHECK_MSG(em_tape_length() - before == 2, "column window copied (%zu nodes)",
+              em_tape_length() - before);
+    em_tensor *y_dense = em_causal_attention_qkv(dense, 2);
+    CHECK(y_view && y_dense);
+    if (!y_view || !y_dense)
+        return;
+    CHECK(memcmp(y_view->data, y_dense->data, (size_t)y_view->numel * sizeof(float)) == 0);
+    CHECK(em_backward_with(y_view, gy->data) == EM_OK && em_backward_with(y_dense, gy->data) == EM_OK);
+    double worst = 0.0, outside = 0.0;
+    for (int64_t r = 0; r < 14; r++)
+        for (int64_t c = 0; c < 30; c++) {
+            float g = wide->grad[r * 30 + c];
+            if (c < 3 || c >= 27)
+                outside = fmax(outside, fabs(g));
+            else
+                worst = fmax(worst, fabs(g - dense->grad[r * 24 + c - 3]));
+        }
+    CHECK_MSG(worst == 0.0 && outside == 0.0, "window gradient off by %g, %g outside", worst, outside);
+    em_step_end();
+
+    /* [T, B, C] -> [B, T, C] */
+    int64_t tbc[3] = {6, 3, 16};
+    em_tensor *q = test_randn(&rng, 3, tbc, 1.0f), *k = test_randn(&rng, 3, tbc, 1.0f),
+              *v = test_randn(&rng, 3, tbc, 1.0f);
+    em_tensor *qd = em_tensor_clone(NULL, em_transpose(q, 0, 1)),
+              *kd = em_tensor_clone(NULL, em_transpose(k, 0, 1)),
+              *vd = em_tensor_clone(NULL, em_transpose(v, 0, 1));
+    qd->requires_grad = kd->requires_grad = vd->requires_grad = true;
+    em_tensor *y_t = em_causal_attention(em_transpose(q, 0, 1), em_transpose(k, 0, 1),
+                                         em_transpose(v, 0, 1), 2);
+    em_tensor *y_d = em_causal_attention(qd, kd, vd, 2);
+    CHECK(y_t && y_d);
+    if (!y_t || !y_d)
+        return;
+    CHECK(memcmp(y_t->data, y_d->data, (size_t)y_t->numel * sizeof(float)) == 0);
+    em_tensor *g2 = test_randn(&rng, 3, (int64_t[]){3, 6, 16}, 1.0f);
+    CHECK(em_backward_with(y_t, g2->data) == EM_OK && em_backward_with(y_d, g2->data) == EM_OK);
+    worst = 0.0;
+    em_tensor *orig[3] = {q, k, v}, *copies[3] = {qd, kd, vd};
+    for (int i = 0; i < 3; i++)
+        for (int64_t t = 0; t < 6; t++)
+            for (int64_t b = 0; b < 3; b++)
+                for (int64_t c = 0; c < 16; c++)
+                    worst = fmax(worst, fabs(orig[i]->grad[(t * 3 + b) * 16 + c] -
+                                             copies[i]->grad[(b * 6 + t) * 16 + c]));
+    CHECK_MSG(worst == 0.0, "transposed-view gradients off by %g", worst);
+    em_step_end();
+}
+
 typedef struct attn_args {
     int heads;
     bool fused;
@@ -103,9 +165,12 @@ typedef struct attn_args {
 
 static em_tensor *attn_fn(void *user, em_tensor *const *in, int n)
 {
-    (void)n;
     const attn_args *a = user;
-    return a->fused ? em_causal_attention_qkv(in[0], a->heads) : em_causal_attention(in[0], in[1], in[2], a->heads);
+    if (a->fused)
+        return em_causal_attention_qkv(in[0], a->heads);
+    /* one input: the same tensor as q, k and v (their gradients add up in it) */
+    return n == 1 ? em_causal_attention(in[0], in[0], in[0], a->heads)
+                  : em_causal_attention(in[0], in[1], in[2], a->heads);
 }
 
 static void test_gradcheck_small(void)
@@ -138,6 +203,13 @@ static void test_gradcheck_small(void)
         snprintf(what, sizeof what, "attention_qkv [%lld, %lld, %lld] %d heads", (long long)f[0],
                  (long long)f[1], (long long)f[2], shapes[i].heads);
         test_gradcheck(what, attn_fn, &args, &qkv, 1, 2e-2, shapes[i].tol);
+        em_step_end();
+
+        em_tensor *x = test_randn(&rng, 3, s, 1.0f);
+        args.fused = false;
+        snprintf(what, sizeof what, "attention(x, x, x) [%lld, %lld, %lld] %d heads",
+                 (long long)s[0], (long long)s[1], (long long)s[2], shapes[i].heads);
+        test_gradcheck(what, attn_fn, &args, &x, 1, 2e-2, shapes[i].tol);
         em_step_end();
     }
 }
@@ -408,6 +480,7 @@ int main(void)
 {
     test_parity();
     test_slices_match_fused();
+    test_strided_views();
     test_gradcheck_small();
     test_threaded_against_double();
     test_no_grad_same_values();
