@@ -16,6 +16,7 @@
 #include "ember/safetensors.h"
 #include "ember/runtime.h"
 #include "ember/checkpoint.h"
+#include "ember/transfer.h"
 #include "ember/train.h"
 
 #endif
