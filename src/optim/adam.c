@@ -1,5 +1,8 @@
-/* Adam with PyTorch 1.13's rule (torch.optim.Adam, single-tensor path):
- *   g = grad + weight_decay * p              (L2, unlike AdamW's decoupled decay)
+/* Adam and AdamW with PyTorch 1.13's rules (torch.optim.Adam and AdamW, single-tensor
+ * paths). They differ only in where the weight decay goes:
+ *   Adam:  g = grad + weight_decay * p       (L2: the decay passes through the moments)
+ *   AdamW: p = p * (1 - lr * weight_decay)   (decoupled, before the moments' update)
+ * and then both do
  *   m = beta1 * m + (1 - beta1) * g
  *   v = beta2 * v + (1 - beta2) * g * g
  *   vmax = max(vmax, v) and v = vmax          (amsgrad)
@@ -14,7 +17,14 @@
 
 static em_optim_opts adam_defaults(void)
 {
-    return (em_optim_opts){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    return (em_optim_opts){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .alpha = 0.99f};
+}
+
+static em_optim_opts adamw_defaults(void)
+{
+    em_optim_opts o = adam_defaults();
+    o.weight_decay = 1e-2f;
+    return o;
 }
 
 static int adam_validate(const em_optim_opts *o)
@@ -38,7 +48,9 @@ static const char *const adam_state_names[] = {"exp_avg", "exp_avg_sq", "max_exp
 
 /* The scalars of one step. */
 typedef struct adam_coeffs {
-    float b1, b2, one_minus_b1, one_minus_b2, wd, eps, step_size, bias_correction2_sqrt;
+    /* wd: the L2 factor (0 for AdamW); decay: AdamW's factor on p (1 for Adam, which
+     * multiplies exactly) */
+    float b1, b2, one_minus_b1, one_minus_b2, wd, decay, eps, step_size, bias_correction2_sqrt;
     bool zero_grad;
 } adam_coeffs;
 
@@ -49,6 +61,7 @@ static void adam_range(float *restrict p, float *restrict grad, float *restrict 
                        float *restrict vmax, int64_t n, const adam_coeffs *k)
 {
     const float b1 = k->b1, b2 = k->b2, c1 = k->one_minus_b1, c2 = k->one_minus_b2, wd = k->wd;
+    const float decay = k->decay;
     const float eps = k->eps, step_size = k->step_size, bc2 = k->bias_correction2_sqrt;
     const bool zero_grad = k->zero_grad;
     if (!vmax) {
@@ -58,7 +71,7 @@ static void adam_range(float *restrict p, float *restrict grad, float *restrict 
             float vi = b2 * v[i] + c2 * (g * g);
             m[i] = mi;
             v[i] = vi;
-            p[i] -= step_size * mi / (sqrtf(vi) / bc2 + eps);
+            p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) / bc2 + eps);
             grad[i] = zero_grad ? 0.0f : grad[i];
         }
         return;
@@ -72,12 +85,12 @@ static void adam_range(float *restrict p, float *restrict grad, float *restrict 
         /* NaN propagates, as with torch.maximum. */
         float top = vmax[i] >= vi ? vmax[i] : vi;
         vmax[i] = top;
-        p[i] -= step_size * mi / (sqrtf(top) / bc2 + eps);
+        p[i] = p[i] * decay - step_size * mi / (sqrtf(top) / bc2 + eps);
         grad[i] = zero_grad ? 0.0f : grad[i];
     }
 }
 
-static void adam_update(em_optim_slot *slot, bool zero_grad)
+static void adam_step(em_optim_slot *slot, bool zero_grad, bool decoupled)
 {
     const em_optim_opts *o = slot->opts;
     const double t = (double)(slot->steps + 1);
@@ -88,7 +101,8 @@ static void adam_update(em_optim_slot *slot, bool zero_grad)
         .b2 = o->beta2,
         .one_minus_b1 = (float)(1.0 - (double)o->beta1),
         .one_minus_b2 = (float)(1.0 - (double)o->beta2),
-        .wd = o->weight_decay,
+        .wd = decoupled ? 0.0f : o->weight_decay,
+        .decay = decoupled ? (float)(1.0 - (double)o->lr * (double)o->weight_decay) : 1.0f,
         .eps = o->eps,
         .step_size = (float)((double)o->lr / bias_correction1),
         .bias_correction2_sqrt = (float)sqrt(bias_correction2),
@@ -106,6 +120,9 @@ static void adam_update(em_optim_slot *slot, bool zero_grad)
     slot->steps++;
 }
 
+static void adam_update(em_optim_slot *slot, bool zero_grad) { adam_step(slot, zero_grad, false); }
+static void adamw_update(em_optim_slot *slot, bool zero_grad) { adam_step(slot, zero_grad, true); }
+
 const em_optim_vtable em_adam_vtable = {
     .kind = EM_OPTIM_ADAM,
     .name = "adam",
@@ -114,4 +131,14 @@ const em_optim_vtable em_adam_vtable = {
     .state_count = adam_state_count,
     .state_names = adam_state_names,
     .update = adam_update,
+};
+
+const em_optim_vtable em_adamw_vtable = {
+    .kind = EM_OPTIM_ADAMW,
+    .name = "adamw",
+    .defaults = adamw_defaults,
+    .validate = adam_validate,
+    .state_count = adam_state_count,
+    .state_names = adam_state_names,
+    .update = adamw_update,
 };

@@ -1,0 +1,254 @@
+/* Learning-rate schedules. Each tick recomputes every group's rate with the same
+ * recurrence as PyTorch's scheduler's get_lr() (not a closed form), in double as
+ * PyTorch keeps param_group["lr"], so that the rates agree to the last bit that
+ * float32 can hold. */
+#include "ember/schedule.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/error.h"
+#include "optim/optim_internal.h"
+
+static const char *const schedule_names[EM_SCHEDULE_KIND_COUNT] = {
+    [EM_SCHEDULE_CONSTANT] = "constant", [EM_SCHEDULE_STEP] = "step", [EM_SCHEDULE_EXPONENTIAL] = "exponential",
+    [EM_SCHEDULE_COSINE] = "cosine",     [EM_SCHEDULE_PLATEAU] = "plateau",
+};
+
+struct em_schedule {
+    em_optim *opt;
+    em_schedule_opts o;
+    int64_t ticks;        /* PyTorch's last_epoch */
+    int n_groups;
+    double *base;         /* initial_lr per group */
+    double *lr;           /* the current rate per group */
+    /* ReduceLROnPlateau's state */
+    double best;
+    int bad_ticks;
+    int cooldown_left;
+};
+
+em_schedule_opts em_schedule_defaults(em_schedule_kind kind)
+{
+    em_schedule_opts o;
+    memset(&o, 0, sizeof o);
+    o.kind = kind;
+    o.step_size = 1;
+    o.gamma = kind == EM_SCHEDULE_EXPONENTIAL ? 0.9 : 0.1;
+    o.warmup_start = 0.01;
+    o.per_step = kind == EM_SCHEDULE_COSINE;
+    o.factor = 0.1;
+    o.patience = 10;
+    o.threshold = 1e-4;
+    o.eps = 1e-8;
+    return o;
+}
+
+const char *em_schedule_name(em_schedule_kind kind)
+{
+    return (unsigned)kind < EM_SCHEDULE_KIND_COUNT ? schedule_names[kind] : "unknown";
+}
+
+int em_schedule_parse(const char *name, em_schedule_kind *kind)
+{
+    for (int k = 0; k < EM_SCHEDULE_KIND_COUNT; k++)
+        if (name && strcmp(name, schedule_names[k]) == 0) {
+            *kind = (em_schedule_kind)k;
+            return EM_OK;
+        }
+    char valid[128] = "";
+    for (int k = 0; k < EM_SCHEDULE_KIND_COUNT; k++) {
+        strncat(valid, k ? ", " : "", sizeof valid - strlen(valid) - 1);
+        strncat(valid, schedule_names[k], sizeof valid - strlen(valid) - 1);
+    }
+    return em_error("unknown learning-rate schedule \"%s\"; valid: %s", name ? name : "(null)", valid);
+}
+
+static int validate(const em_schedule_opts *o)
+{
+    switch (o->kind) {
+    case EM_SCHEDULE_CONSTANT:
+        return EM_OK;
+    case EM_SCHEDULE_STEP:
+    case EM_SCHEDULE_EXPONENTIAL:
+        if (o->kind == EM_SCHEDULE_STEP && o->step_size < 1)
+            return em_error("step schedule: step_size must be at least 1, got %lld", (long long)o->step_size);
+        if (!(o->gamma > 0.0) || !isfinite(o->gamma))
+            return em_error("%s schedule: gamma must be a finite number > 0, got %g", em_schedule_name(o->kind),
+                            o->gamma);
+        return EM_OK;
+    case EM_SCHEDULE_COSINE:
+        if (o->warmup < 0)
+            return em_error("cosine schedule: warmup must be >= 0, got %lld", (long long)o->warmup);
+        if (o->total <= o->warmup)
+            return em_error("cosine schedule: the total length (%lld ticks) must exceed the warm-up (%lld)",
+                            (long long)o->total, (long long)o->warmup);
+        if (o->warmup > 0 && !(o->warmup_start > 0.0 && o->warmup_start <= 1.0))
+            return em_error("cosine schedule: warmup_start must be in (0, 1], got %g", o->warmup_start);
+        if (!(o->min_lr >= 0.0) || !isfinite(o->min_lr))
+            return em_error("cosine schedule: min_lr must be >= 0, got %g", o->min_lr);
+        return EM_OK;
+    case EM_SCHEDULE_PLATEAU:
+        if (!(o->factor >= 0.0 && o->factor < 1.0))
+            return em_error("plateau schedule: factor must be in [0, 1), got %g", o->factor);
+        if (o->patience < 0 || o->cooldown < 0)
+            return em_error("plateau schedule: patience and cooldown must be >= 0, got %d and %d", o->patience,
+                            o->cooldown);
+        if (!(o->threshold >= 0.0) || !(o->min_lr >= 0.0) || !(o->eps >= 0.0))
+            return em_error("plateau schedule: threshold, min_lr and eps must be >= 0, got %g, %g, %g",
+                            o->threshold, o->min_lr, o->eps);
+        return EM_OK;
+    case EM_SCHEDULE_KIND_COUNT:
+        break;
+    }
+    return em_error("unknown schedule kind %d", (int)o->kind);
+}
+
+static void apply(em_schedule *s)
+{
+    for (int g = 0; g < s->n_groups; g++)
+        em_optim_set_group_lr(s->opt, g, (float)s->lr[g]);
+}
+
+em_schedule *em_schedule_new(em_optim *opt, const em_schedule_opts *opts)
+{
+    if (!opt || !opts) {
+        em_error("schedule: needs an optimizer and options");
+        return NULL;
+    }
+    if (validate(opts) != EM_OK)
+        return NULL;
+    em_schedule *s = calloc(1, sizeof *s);
+    int n = em_optim_group_count(opt);
+    if (s) {
+        s->base = calloc((size_t)n, sizeof *s->base);
+        s->lr = calloc((size_t)n, sizeof *s->lr);
+    }
+    if (!s || !s->base || !s->lr) {
+        em_schedule_free(s);
+        em_error("schedule: out of memory");
+        return NULL;
+    }
+    s->opt = opt;
+    s->o = *opts;
+    s->n_groups = n;
+    s->best = opts->maximize ? -INFINITY : INFINITY;
+    for (int g = 0; g < n; g++) {
+        s->base[g] = (double)em_optim_group_opts(opt, g)->lr;
+        /* Tick 0: only the warm-up starts below the base rate. */
+        s->lr[g] = s->base[g];
+        if (opts->kind == EM_SCHEDULE_COSINE && opts->warmup > 0)
+            s->lr[g] = s->base[g] * opts->warmup_start;
+    }
+    apply(s);
+    return s;
+}
+
+void em_schedule_free(em_schedule *s)
+{
+    if (!s)
+        return;
+    free(s->base);
+    free(s->lr);
+    free(s);
+}
+
+/* CosineAnnealingLR.get_lr at last_epoch t (>= 1) of a cosine phase of length t_max. */
+static double cosine_next(double lr, double base, double eta_min, int64_t t, int64_t t_max)
+{
+    if ((t - 1 - t_max) % (2 * t_max) == 0)
+        return lr + (base - eta_min) * (1.0 - cos(M_PI / (double)t_max)) / 2.0;
+    return (1.0 + cos(M_PI * (double)t / (double)t_max)) / (1.0 + cos(M_PI * (double)(t - 1) / (double)t_max)) *
+               (lr - eta_min) +
+           eta_min;
+}
+
+static double next_lr(const em_schedule *s, int g, int64_t t)
+{
+    const em_schedule_opts *o = &s->o;
+    double lr = s->lr[g];
+    switch (o->kind) {
+    case EM_SCHEDULE_STEP:
+        return t % o->step_size == 0 ? lr * o->gamma : lr;
+    case EM_SCHEDULE_EXPONENTIAL:
+        return lr * o->gamma;
+    case EM_SCHEDULE_COSINE: {
+        const int64_t w = o->warmup, t_max = o->total - o->warmup;
+        if (w > 0 && t < w) {
+            /* LinearLR from warmup_start to 1 over w ticks. */
+            const double start = o->warmup_start;
+            return lr * (1.0 + (1.0 - start) / ((double)w * start + (double)(t - 1) * (1.0 - start)));
+        }
+        if (w > 0 && t == w) /* SequentialLR restarts the cosine with step(0): its closed form */
+            return o->min_lr + (s->base[g] - o->min_lr) * (1.0 + cos(0.0)) / 2.0;
+        return cosine_next(lr, s->base[g], o->min_lr, t - w, t_max);
+    }
+    case EM_SCHEDULE_CONSTANT:
+    case EM_SCHEDULE_PLATEAU:
+    case EM_SCHEDULE_KIND_COUNT:
+        break;
+    }
+    return lr;
+}
+
+static bool plateau_better(const em_schedule *s, double a)
+{
+    const em_schedule_opts *o = &s->o;
+    double best = s->best;
+    if (!o->maximize)
+        return o->threshold_abs ? a < best - o->threshold : a < best * (1.0 - o->threshold);
+    return o->threshold_abs ? a > best + o->threshold : a > best * (o->threshold + 1.0);
+}
+
+static void plateau_step(em_schedule *s, double metric)
+{
+    const em_schedule_opts *o = &s->o;
+    if (plateau_better(s, metric)) {
+        s->best = metric;
+        s->bad_ticks = 0;
+    } else {
+        s->bad_ticks++;
+    }
+    if (s->cooldown_left > 0) {
+        s->cooldown_left--;
+        s->bad_ticks = 0;
+    }
+    if (s->bad_ticks > o->patience) {
+        for (int g = 0; g < s->n_groups; g++) {
+            double old_lr = s->lr[g];
+            double new_lr = fmax(old_lr * o->factor, o->min_lr);
+            if (old_lr - new_lr > o->eps)
+                s->lr[g] = new_lr;
+        }
+        s->cooldown_left = o->cooldown;
+        s->bad_ticks = 0;
+    }
+}
+
+void em_schedule_step_metric(em_schedule *s, double metric)
+{
+    if (!s)
+        return;
+    s->ticks++;
+    if (s->o.kind == EM_SCHEDULE_PLATEAU) {
+        plateau_step(s, metric);
+    } else {
+        for (int g = 0; g < s->n_groups; g++)
+            s->lr[g] = next_lr(s, g, s->ticks);
+    }
+    apply(s);
+}
+
+void em_schedule_step(em_schedule *s)
+{
+    /* A plateau schedule without a metric sees no improvement, as a NaN metric does
+     * in PyTorch (NaN compares false). */
+    em_schedule_step_metric(s, NAN);
+}
+
+int64_t em_schedule_ticks(const em_schedule *s) { return s ? s->ticks : 0; }
+
+double em_schedule_lr(const em_schedule *s, int g) { return s && g >= 0 && g < s->n_groups ? s->lr[g] : NAN; }
+
+const em_schedule_opts *em_schedule_options(const em_schedule *s) { return s ? &s->o : NULL; }
