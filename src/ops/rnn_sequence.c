@@ -51,7 +51,7 @@ typedef struct rnn_saved {
     const float *xs;      /* x time-major [T·B, I] */
     float *gates;         /* [T·B, G·H]: the activated gates after forward */
     float *hidden_gates;  /* [T·B, G·H]: W_hh h + b_hh (hidden_apart cells) or NULL */
-    float *w_hh_panels;   /* W_hh^T packed for the panel kernel, or NULL for BLAS */
+    float *w_hh_panels;   /* W_hh^T packed for the panel kernel, or NULL: the steps use BLAS */
 } rnn_saved;
 
 static void thread_rows(int64_t rows, int64_t *r0, int64_t *r1)
@@ -69,6 +69,11 @@ static bool split_batch(const rnn_saved *s)
 
 static float *hidden_states(const rnn_saved *s) { return s->packed->data; }
 
+static float *cell_states(const rnn_saved *s)
+{
+    return s->cell->has_cell_state ? s->packed->data + (s->steps + 1) * s->batch * s->hidden : NULL;
+}
+
 /* Rows 2 KiB apart or a multiple of it would share L1 sets when the kernels broadcast from
  * 16 of them at once; one extra cache line per row spreads them out. */
 static int64_t padded_stride(int64_t width)
@@ -78,16 +83,15 @@ static int64_t padded_stride(int64_t width)
 }
 
 /* Packing W_hh costs about as much as one step's product (both pass over W_hh once), so
- * it pays only over a few steps; generating one token at a time stays on BLAS. */
-static bool use_panels(int64_t steps) { return em_panel_gemm_enabled() && steps >= 4; }
+ * it pays only over a few steps: generating one token at a time stays on BLAS. So does a
+ * batch too small to split over the threads, where BLAS can split the columns instead. */
+static bool use_panels(const rnn_saved *s)
+{
+    return em_panel_gemm_enabled() && s->steps >= 4 && (split_batch(s) || omp_get_max_threads() == 1);
+}
 
 /* n floats of the step arena, 64-byte aligned (as every arena allocation is). */
 static float *scratch(int64_t n) { return em_arena_alloc(em_step_arena(), (size_t)n * sizeof(float)); }
-
-static float *cell_states(const rnn_saved *s)
-{
-    return s->cell->has_cell_state ? s->packed->data + (s->steps + 1) * s->batch * s->hidden : NULL;
-}
 
 /* ---- forward ----------------------------------------------------------------------- */
 
@@ -160,8 +164,8 @@ static void rnn_backward(em_node *node)
     float *dgates = scratch(rows * LD);
     float *dhidden = cell->hidden_apart ? scratch(rows * LD) : dgates;
     /* W_hh as the right operand of dGates_t·W_hh, packed once for all steps. */
-    float *panels = use_panels(T) ? scratch(em_panel_packed_floats(GH, H)) : NULL;
-    if (!dgates || !dhidden || (use_panels(T) && !panels))
+    float *panels = s->w_hh_panels ? scratch(em_panel_packed_floats(GH, H)) : NULL;
+    if (!dgates || !dhidden || (s->w_hh_panels && !panels))
         return;
     if (panels)
         em_panel_pack(s->w_hh->data, H, 1, GH, H, panels);
@@ -431,10 +435,11 @@ em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_para
     s->gates = scratch(rows * LD);
     if (cell->hidden_apart)
         s->hidden_gates = scratch(rows * LD);
-    if (use_panels(T))
+    const bool panels = use_panels(s);
+    if (panels)
         s->w_hh_panels = scratch(em_panel_packed_floats(H, GH));
     if (!s->packed || !s->gates || (cell->hidden_apart && !s->hidden_gates) ||
-        (use_panels(T) && !s->w_hh_panels))
+        (panels && !s->w_hh_panels))
         return NULL;
     if (batch_first) {
         float *xs = scratch(rows * IN);
