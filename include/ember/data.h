@@ -23,6 +23,9 @@ typedef struct em_dataset {
     const char *const *class_names;  /* num_classes entries or NULL */
     char source[256];                /* for messages: the file(s) it came from */
     void *storage;                   /* owned memory */
+    /* A view (em_dataset_subset): example i is row index[i] of pixels or features,
+     * which belong to the dataset the view was made from. NULL: example i is row i. */
+    const int64_t *index;
 } em_dataset;
 
 /* IDX files (MNIST format), plain or gzip-compressed (by magic, not by name). Items are
@@ -44,6 +47,18 @@ em_tensor *em_dataset_gather(const em_dataset *ds, const int64_t *idx, int64_t n
                              em_arena *arena, int32_t *labels_out);
 /* Reshapes items (e.g. 784 features to 1x28x28); numel must agree. */
 int em_dataset_set_item_shape(em_dataset *ds, int ndim, const int64_t *shape);
+
+/* ---- views: subsets without copying the examples --------------------------------- */
+/* The examples idx[0..n) of ds (in that order) as a dataset of their own. Pixels and
+ * features stay where they are (ds, or the dataset ds is a view of, must outlive the
+ * view); the view holds its labels and an index. Free it with em_dataset_free. */
+em_dataset *em_dataset_subset(const em_dataset *ds, const int64_t *idx, int64_t n, const char *what);
+/* A seeded random split: *val gets round(fraction * count) examples (at least one),
+ * *train the rest, each in the dataset's order. The same seed gives the same split. */
+int em_dataset_split(const em_dataset *ds, double fraction, uint64_t seed, em_dataset **train, em_dataset **val);
+/* n examples drawn at random with the seed, in the dataset's order; for the same seed a
+ * smaller sample is part of a larger one (nested subsets, for learning curves). */
+em_dataset *em_dataset_sample(const em_dataset *ds, int64_t n, uint64_t seed);
 
 /* ---- batching ---------------------------------------------------------------------- */
 typedef struct em_batch {

@@ -9,6 +9,7 @@ typedef struct em_dataset_storage {
     uint8_t *pixels;
     float *features;
     int32_t *labels;
+    int64_t *index;    /* a view's rows in the dataset it was made from */
 } em_dataset_storage;
 
 /* A dataset with no examples yet and zeroed storage; NULL and an error when out of

@@ -41,6 +41,7 @@ void em_dataset_free(em_dataset *ds) {
         free(st->pixels);
         free(st->features);
         free(st->labels);
+        free(st->index);
         free(st);
     }
     free(ds);

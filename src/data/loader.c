@@ -53,19 +53,23 @@ em_tensor *em_dataset_gather(const em_dataset *ds, const int64_t *idx, int64_t n
 
     const int64_t numel = ds->item_numel;
     float *dst = x->data;
+    /* A view's examples are rows of the dataset it was made from. */
+    const int64_t *restrict row = ds->index;
     if (ds->pixels) {
         const uint8_t *pixels = ds->pixels;
 #pragma omp parallel for schedule(static) if (n * numel >= GATHER_PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++) {
-            if (i + GATHER_PREFETCH_AHEAD < n)
-                prefetch_bytes(pixels + idx[i + GATHER_PREFETCH_AHEAD] * numel, numel);
-            bytes_to_unit_floats(dst + i * numel, pixels + idx[i] * numel, numel);
+            if (i + GATHER_PREFETCH_AHEAD < n) {
+                int64_t ahead = idx[i + GATHER_PREFETCH_AHEAD];
+                prefetch_bytes(pixels + (row ? row[ahead] : ahead) * numel, numel);
+            }
+            bytes_to_unit_floats(dst + i * numel, pixels + (row ? row[idx[i]] : idx[i]) * numel, numel);
         }
     } else {
         const float *features = ds->features;
 #pragma omp parallel for schedule(static) if (n * numel >= GATHER_PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++)
-            memcpy(dst + i * numel, features + idx[i] * numel, (size_t)numel * sizeof(float));
+            memcpy(dst + i * numel, features + (row ? row[idx[i]] : idx[i]) * numel, (size_t)numel * sizeof(float));
     }
     if (labels_out)
         for (int64_t i = 0; i < n; i++) labels_out[i] = ds->labels[idx[i]];
