@@ -273,7 +273,7 @@ static void test_save_errors(void)
 static void test_pytorch_fixture(void)
 {
     em_st_file *f = test_fixture("safetensors_dtypes");
-    CHECK(em_st_count(f) == 16);
+    CHECK(em_st_count(f) == 32);
     CHECK(em_st_metadata(f, "format") && strcmp(em_st_metadata(f, "format"), "pt") == 0);
 
     static const struct {
@@ -281,10 +281,15 @@ static void test_pytorch_fixture(void)
         em_dtype dtype;
         const char *dtype_name;
         int ndim;
+        int bytes;
     } cases[] = {
-        {"f16_grid", EM_F16, "F16", 3},       {"f16_six_d", EM_F16, "F16", 6},
-        {"f16_patterns", EM_F16, "F16", 1},   {"bf16_matrix", EM_BF16, "BF16", 2},
-        {"bf16_scalar", EM_BF16, "BF16", 0},  {"bf16_patterns", EM_BF16, "BF16", 1},
+        {"f16_grid", EM_F16, "F16", 3, 2},       {"f16_six_d", EM_F16, "F16", 6, 2},
+        {"f16_patterns", EM_F16, "F16", 1, 2},   {"bf16_matrix", EM_BF16, "BF16", 2, 2},
+        {"bf16_scalar", EM_BF16, "BF16", 0, 2},  {"bf16_patterns", EM_BF16, "BF16", 1, 2},
+        {"f64_values", EM_F64, "F64", 1, 8},     {"i64_counts", EM_I64, "I64", 2, 8},
+        {"i32_values", EM_I32, "I32", 1, 4},     {"i16_values", EM_I16, "I16", 1, 2},
+        {"i8_values", EM_I8, "I8", 1, 1},        {"u8_values", EM_U8, "U8", 1, 1},
+        {"bool_mask", EM_BOOL, "BOOL", 2, 1},    {"i64_step", EM_I64, "I64", 0, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const em_st_entry *e = em_st_find(f, cases[i].name);
@@ -292,7 +297,7 @@ static void test_pytorch_fixture(void)
         if (!e)
             continue;
         CHECK(e->dtype == cases[i].dtype && strcmp(e->dtype_name, cases[i].dtype_name) == 0);
-        CHECK(e->ndim == cases[i].ndim && e->nbytes == (size_t)e->numel * 2);
+        CHECK(e->ndim == cases[i].ndim && e->nbytes == (size_t)e->numel * (size_t)cases[i].bytes);
         char reference[64];
         snprintf(reference, sizeof reference, "%s_as_f32", cases[i].name);
         em_tensor *got = em_st_load(f, cases[i].name, NULL);
@@ -314,13 +319,14 @@ static void test_pytorch_fixture(void)
         CHECK(i == 4 ? isnan(specials->data[i])
                      : bits_of(specials->data[i]) == bits_of(want_specials[i]));
 
-    /* Integer tensors are listed with their dtype but not loaded. */
+    /* Integer tensors load as floats (the int64 counters of PyTorch's state_dicts). */
     const em_st_entry *labels = em_st_find(f, "i64_labels");
-    CHECK(labels && labels->dtype == EM_DTYPE_OTHER && strcmp(labels->dtype_name, "I64") == 0);
+    CHECK(labels && labels->dtype == EM_I64 && strcmp(labels->dtype_name, "I64") == 0);
     CHECK(labels && labels->numel == 5 && labels->nbytes == 40);
-    CHECK(em_st_load(f, "i64_labels", NULL) == NULL);
-    CHECK_ERROR_CONTAINS("'i64_labels' has dtype I64");
-    CHECK_ERROR_CONTAINS("safetensors_dtypes.safetensors");
+    em_tensor *label_values = em_st_load(f, "i64_labels", NULL);
+    CHECK(label_values && label_values->data[0] == 0.0f && label_values->data[4] == 4.0f);
+    em_tensor *counts = em_st_load(f, "i64_counts", NULL);
+    CHECK(counts && counts->data[3] == 16777216.0f && counts->data[5] == -1099511627776.0f);
     CHECK(em_st_load(f, "nope", NULL) == NULL);
     CHECK_ERROR_CONTAINS("no tensor named 'nope'");
 
@@ -522,6 +528,39 @@ static void test_unusual_but_valid(void)
     em_st_close(f);
 }
 
+/* Integer data at an odd offset converts element by element (no aligned loads), and a
+ * dtype ember lists but cannot convert is refused by name. */
+static void test_unaligned_and_unconvertible(void)
+{
+    const char *path = tmp_file("unaligned.safetensors");
+    const char *header = "{\"i\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[1,9]},"
+                         "\"d\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[9,17]},"
+                         "\"u\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[17,25]}}";
+    size_t text_len = strlen(header);
+    unsigned char bytes[512] = {0};
+    for (int i = 0; i < 8; i++)
+        bytes[i] = (unsigned char)((uint64_t)text_len >> (8 * i));
+    memcpy(bytes + 8, header, text_len);
+    unsigned char *data = bytes + 8 + text_len;
+    int32_t ints[2] = {-123456, 16777217};
+    double d = -0.1;
+    memcpy(data + 1, ints, sizeof ints);
+    memcpy(data + 9, &d, sizeof d);
+    write_bytes(path, bytes, 8 + text_len + 25);
+    em_st_file *f = em_st_open(path);
+    CHECK_MSG(f != NULL, "%s", ember_last_error());
+    if (!f)
+        return;
+    em_tensor *i = em_st_load(f, "i", NULL);
+    CHECK(i && i->data[0] == -123456.0f && i->data[1] == 16777216.0f); /* rounded to even */
+    em_tensor *dt = em_st_load(f, "d", NULL);
+    CHECK(dt && dt->data[0] == -0.1f);
+    CHECK(em_st_load(f, "u", NULL) == NULL);
+    CHECK_ERROR_CONTAINS("'u' has dtype U64");
+    CHECK_ERROR_CONTAINS(path);
+    em_st_close(f);
+}
+
 /* Every prefix of a valid file is refused, and random damage to the header never
  * crashes: whatever opens has every tensor inside the file. */
 static void test_truncation_and_damage(void)
@@ -599,6 +638,7 @@ int main(void)
     test_hostile_frames();
     test_hostile_headers();
     test_unusual_but_valid();
+    test_unaligned_and_unconvertible();
     test_truncation_and_damage();
     remove_tmpdir();
     return test_finish();

@@ -1,7 +1,9 @@
 /* safetensors files: an 8-byte little-endian header length, a JSON header
  * {"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}, then raw
  * little-endian data. Read through mmap with every length and offset checked; F32 as
- * is, F16 and BF16 converted to F32. Written atomically (temp file, fsync, rename). */
+ * is, F16 and BF16 widened exactly, F64 rounded, and integer and BOOL tensors (such as
+ * PyTorch's int64 num_batches_tracked) converted to F32 (exactly up to 2^24 in
+ * magnitude). Written as F32, atomically (temp file, fsync, rename). */
 #ifndef EMBER_SAFETENSORS_H
 #define EMBER_SAFETENSORS_H
 
@@ -11,7 +13,11 @@
 extern "C" {
 #endif
 
-typedef enum em_dtype { EM_F32 = 0, EM_F16, EM_BF16, EM_DTYPE_OTHER } em_dtype;
+typedef enum em_dtype {
+    EM_F32 = 0, EM_F16, EM_BF16,
+    EM_F64, EM_I64, EM_I32, EM_I16, EM_I8, EM_U8, EM_BOOL, /* converted when loaded */
+    EM_DTYPE_OTHER /* listed, not loadable (U64, F8 kinds, unknown names) */
+} em_dtype;
 
 typedef struct em_st_entry {
     const char *name;

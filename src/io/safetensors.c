@@ -101,12 +101,16 @@ static const dtype_info known_dtypes[] = {
 
 static em_dtype dtype_from_name(const char *name)
 {
-    if (strcmp(name, "F32") == 0)
-        return EM_F32;
-    if (strcmp(name, "F16") == 0)
-        return EM_F16;
-    if (strcmp(name, "BF16") == 0)
-        return EM_BF16;
+    static const struct {
+        const char *name;
+        em_dtype dtype;
+    } loadable[] = {
+        {"F32", EM_F32}, {"F16", EM_F16}, {"BF16", EM_BF16}, {"F64", EM_F64}, {"I64", EM_I64},
+        {"I32", EM_I32}, {"I16", EM_I16}, {"I8", EM_I8},     {"U8", EM_U8},   {"BOOL", EM_BOOL},
+    };
+    for (size_t i = 0; i < sizeof loadable / sizeof loadable[0]; i++)
+        if (strcmp(name, loadable[i].name) == 0)
+            return loadable[i].dtype;
     return EM_DTYPE_OTHER;
 }
 
@@ -544,7 +548,8 @@ static const em_st_entry *loadable_entry(const em_st_file *f, const char *name)
         return NULL;
     }
     if (e->dtype == EM_DTYPE_OTHER) {
-        em_error("%s: tensor '" NAME_FMT "' has dtype %s; ember loads only F32, F16 and BF16",
+        em_error("%s: tensor '" NAME_FMT "' has dtype %s, which ember does not load (it loads F32, "
+                 "F16, BF16, F64 and the integer and BOOL types)",
                  f->path, name, e->dtype_name);
         return NULL;
     }
@@ -556,17 +561,52 @@ static const em_st_entry *loadable_entry(const em_st_file *f, const char *name)
     return e;
 }
 
+/* The data section need not be aligned for wide types, so elements go through memcpy. */
+#define WIDEN(type, src, dst, n)                                                          \
+    do {                                                                                  \
+        const unsigned char *from_ = (const unsigned char *)(src);                         \
+        for (int64_t i_ = 0; i_ < (n); i_++) {                                            \
+            type v_;                                                                      \
+            memcpy(&v_, from_ + (size_t)i_ * sizeof v_, sizeof v_);                       \
+            (dst)[i_] = (float)v_;                                                        \
+        }                                                                                 \
+    } while (0)
+
 static void convert_to_f32(const em_st_entry *e, float *dst)
 {
+    const unsigned char *src = e->data;
     switch (e->dtype) {
     case EM_F32:
-        memcpy(dst, e->data, (size_t)e->numel * sizeof(float));
+        memcpy(dst, src, (size_t)e->numel * sizeof(float));
         break;
     case EM_F16:
-        em_f16_to_f32(e->data, dst, e->numel);
+        em_f16_to_f32(src, dst, e->numel);
         break;
     case EM_BF16:
-        em_bf16_to_f32(e->data, dst, e->numel);
+        em_bf16_to_f32(src, dst, e->numel);
+        break;
+    case EM_F64:
+        WIDEN(double, src, dst, e->numel);
+        break;
+    case EM_I64:
+        WIDEN(int64_t, src, dst, e->numel);
+        break;
+    case EM_I32:
+        WIDEN(int32_t, src, dst, e->numel);
+        break;
+    case EM_I16:
+        WIDEN(int16_t, src, dst, e->numel);
+        break;
+    case EM_I8:
+        WIDEN(int8_t, src, dst, e->numel);
+        break;
+    case EM_U8:
+        WIDEN(uint8_t, src, dst, e->numel);
+        break;
+    case EM_BOOL:
+        /* Any non-zero byte is true, as numpy and PyTorch read it. */
+        for (int64_t i = 0; i < e->numel; i++)
+            dst[i] = src[i] ? 1.0f : 0.0f;
         break;
     case EM_DTYPE_OTHER:
         break; /* refused by loadable_entry */
