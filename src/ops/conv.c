@@ -355,6 +355,7 @@ static int check_conv(const em_tensor *x, const em_tensor *w, const em_tensor *b
     g->p = g->oh * g->ow;
     g->direct = g->kh == 1 && g->kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
     g->winograd = em_conv_winograd_applies(g);
+    g->winograd_tile = g->winograd ? em_conv_winograd_tile(g) : 0;
     if (g->k > INT_MAX || g->p > INT_MAX || g->og > INT_MAX || g->k * g->p > INT_MAX)
         return em_error("conv2d: input %s with weight %s is too large for one image's product",
                         em_shape_str(x), em_shape_str(w));
@@ -435,8 +436,9 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
             return NULL;
     }
 
+    const float *winograd_u = NULL;
     int status = g.winograd ? em_conv_winograd_forward(&g, x->data, w->data, b ? b->data : NULL, act,
-                                                       act_param, pre, out->data)
+                                                       act_param, pre, out->data, &winograd_u)
                             : unfolded_forward(&g, x->data, w->data, b ? b->data : NULL, act,
                                                act_param, pre, out->data);
     if (status != EM_OK)
@@ -451,6 +453,7 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
         s->act = act;
         s->act_param = act_param;
         s->pre = pre == out->data ? NULL : pre;
+        s->winograd_u = winograd_u;
         node->saved = s;
     }
     return out;

@@ -19,6 +19,7 @@ typedef struct conv_geom {
     int64_t p;              /* output positions per plane: oh·ow */
     bool direct;            /* 1x1, stride 1, no padding: the input is its own column matrix */
     bool winograd;          /* computed by conv_winograd.c */
+    int winograd_tile;      /* its output tile side, 2 or 4 */
 } conv_geom;
 
 /* What backward needs besides the node's inputs and output. */
@@ -27,6 +28,7 @@ typedef struct conv_saved {
     em_activation act;
     float act_param;
     const float *pre; /* pre-activation when act' needs it, else NULL */
+    const float *winograd_u; /* the Winograd-domain weights of the forward, or NULL */
 } conv_saved;
 
 /* Threads for a loop over images: the whole team when every thread gets work, else one
@@ -46,10 +48,13 @@ const float *em_conv_activation_grad(em_activation act, float param, const float
  * the output). */
 bool em_conv_keeps_pre_activation(em_activation act, float param);
 
-/* ---- Winograd F(2x2, 3x3) (conv_winograd.c) ----------------------------------------- */
+/* ---- Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_winograd.c) --------------------------- */
 /* Whether the layer runs in the Winograd domain: it must be 3x3, stride 1, undilated and
  * ungrouped, and by default also have enough channels and images for it to pay. */
 bool em_conv_winograd_applies(const conv_geom *g);
+/* The output tile side for a layer that runs in the Winograd domain: 4 where its smaller
+ * GEMMs pay for its larger transforms and its tiles' overhang, else 2. */
+int em_conv_winograd_tile(const conv_geom *g);
 
 /* Test and benchmark hook: AUTO chooses per layer as above; the others force one algorithm
  * wherever it can run. Not thread-safe: set it before running ops. */
@@ -59,10 +64,14 @@ typedef enum em_conv_algorithm {
     EM_CONV_WINOGRAD
 } em_conv_algorithm;
 void em_conv_force_algorithm(em_conv_algorithm algorithm);
+/* Test and benchmark hook: Winograd's output tile side, 2 or 4 (0 chooses per layer). */
+void em_conv_force_winograd_tile(int m);
 /* pre = conv(x, w) + bias, then y = act(pre) (pre == y when no separate pre-activation is
- * kept). EM_ERR if scratch memory runs out. */
+ * kept). *u_out gets the transformed weights (step arena) for backward. EM_ERR if scratch
+ * memory runs out. */
 int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
-                             em_activation act, float act_param, float *pre, float *y);
+                             em_activation act, float act_param, float *pre, float *y,
+                             const float **u_out);
 /* Adds the gradients of the inputs that require one (x, w, b; b may be NULL). */
 int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, em_tensor *b,
                               const float *y, const float *dy);

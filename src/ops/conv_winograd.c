@@ -1,21 +1,25 @@
-/* 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3).
+/* 3x3 stride-1 convolutions by Winograd's minimal filtering F(m x m, 3x3), m = 2 or 4.
  *
- * Each 2x2 block of outputs comes from a 4x4 input tile d as Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A:
- * 16 products per channel pair instead of the 36 of the direct form. With the weights
- * transformed once (U = G g Gᵀ) and the input tiles transformed into V = Bᵀ d B, the sum
- * over input channels becomes 16 independent GEMMs, one per position ξ of the 4x4
- * transformed tile: M_ξ [tiles, O] = V_ξ [tiles, C] · U_ξᵀ [C, O]; the output transform
- * Aᵀ M A then gives the 2x2 outputs. So the GEMM work is 16/36 of im2col's.
+ * Each m x m block of outputs comes from an a x a input tile d (a = m + 2) as
+ * Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A: a² products per channel pair instead of the 9m² of the
+ * direct form. With the weights transformed once (U = G g Gᵀ) and the input tiles
+ * transformed into V = Bᵀ d B, the sum over input channels becomes a² independent GEMMs,
+ * one per position ξ of the transformed tile: M_ξ [tiles, O] = V_ξ [tiles, C] · U_ξᵀ [C, O];
+ * the output transform Aᵀ M A then gives the outputs. F(2x2) does 16/36 of im2col's GEMM
+ * work, F(4x4) 36/144 (less where its tiles overhang the output); F(4x4)'s transforms have
+ * larger coefficients and lose more precision (about ten times F(2x2)'s rounding error,
+ * which is itself a few times that of a direct sum).
  *
  * Backward differentiates exactly this computation, so it stays in the same domain:
  * dM = A dY Aᵀ per tile, dU_ξ += dM_ξᵀ · V_ξ, dV_ξ = dM_ξ · U_ξ, then dW = Gᵀ dU G and dx
  * gets B dV Bᵀ added at each tile's place (tiles overlap by two rows and columns).
  *
- * Inside, data is channel-last: tiles are short (a 14x14 plane has rows of 7 tiles), so the
- * transforms run across 16 channels at a time instead, on vectors. Each image's input is
- * copied once into a zero-padded channel-last band, and the outputs are scattered back to
- * NCHW, so the transforms never test bounds. Channel counts are padded to multiples of 16
- * in these buffers; the GEMMs read only the real channels.
+ * Inside, data is channel-last: tiles are few per row (a 14x14 plane has rows of 7 or 4
+ * tiles), so the transforms run across 16 channels at a time instead, on vectors. Each
+ * image's input is copied once into a zero-padded channel-last band, and the outputs go
+ * back to NCHW through 16x16 block transposes, so the transforms never test bounds.
+ * Channel counts are padded to multiples of 16 in these buffers; the GEMMs read only the
+ * real channels.
  *
  * Work goes in blocks of whole images (or bands of tile rows when one image has more tiles
  * than a block holds), sized so that a block's transformed data stays in L2 between the
@@ -28,15 +32,18 @@
 #include "ops/conv_internal.h"
 #include "ops/vec16.h"
 
-#define XI 16 /* positions in a transformed 4x4 tile */
+#define MAX_A 6            /* largest transformed tile side: m + 2 with m = 4 */
 /* Transformed data (V, dV and dM in backward) per block: about this many bytes. */
 #define BLOCK_BYTES (1024 * 1024)
 /* Fewer channels than this make GEMMs too thin for the transforms to pay. */
 #define MIN_CHANNELS 8
 
 static em_conv_algorithm forced_algorithm;
+static int forced_tile;
 
 void em_conv_force_algorithm(em_conv_algorithm algorithm) { forced_algorithm = algorithm; }
+
+void em_conv_force_winograd_tile(int m) { forced_tile = m == 2 || m == 4 ? m : 0; }
 
 bool em_conv_winograd_applies(const conv_geom *g)
 {
@@ -52,10 +59,11 @@ bool em_conv_winograd_applies(const conv_geom *g)
 /* ---- blocks ------------------------------------------------------------------------ */
 
 typedef struct wino_plan {
+    int m, a, xi;         /* output tile side, input tile side m + 2, positions a² */
     int64_t th, tw;       /* tile rows and columns per image */
     int64_t cp, op;       /* channels padded to multiples of 16 */
-    int64_t band_cols;    /* padded input row: 2·tw + 2 */
-    int64_t band_rows;    /* most padded input rows a block needs: 2·(tile rows) + 2 */
+    int64_t band_cols;    /* padded input row: m·tw + 2 */
+    int64_t band_rows;    /* most padded input rows a block needs: m·(tile rows) + 2 */
     bool whole_images;    /* blocks of whole images, else bands of one image */
     int64_t per_block;    /* images per block, or tile rows per band */
     int64_t items;        /* units of parallel work: blocks of images, or single images */
@@ -71,15 +79,31 @@ typedef struct wino_block {
 
 static int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
 
+int em_conv_winograd_tile(const conv_geom *g)
+{
+    if (forced_tile)
+        return forced_tile;
+    /* GEMM work per image and channel pair. F(4x4) costs about ten times F(2x2)'s
+     * rounding error and its transforms are heavier, so it must save a good part of the
+     * work: on W2's 14x14 planes it would save 27% of the GEMMs but measured only 3% of
+     * the layer's time; on 28x28 planes it saves 44%. */
+    int64_t work2 = 16 * ((g->oh + 1) / 2) * ((g->ow + 1) / 2);
+    int64_t work4 = 36 * ((g->oh + 3) / 4) * ((g->ow + 3) / 4);
+    return 10 * work4 < 7 * work2 ? 4 : 2;
+}
+
 static void make_plan(const conv_geom *g, wino_plan *p)
 {
-    p->th = (g->oh + 1) / 2;
-    p->tw = (g->ow + 1) / 2;
+    p->m = g->winograd_tile == 4 ? 4 : 2;
+    p->a = p->m + 2;
+    p->xi = p->a * p->a;
+    p->th = (g->oh + p->m - 1) / p->m;
+    p->tw = (g->ow + p->m - 1) / p->m;
     p->cp = round16(g->c);
     p->op = round16(g->o);
-    p->band_cols = 2 * p->tw + 2;
+    p->band_cols = p->m * p->tw + 2;
     const int64_t tpi = p->th * p->tw;
-    int64_t tile_bytes = (int64_t)XI * (2 * p->cp + p->op) * (int64_t)sizeof(float);
+    int64_t tile_bytes = (int64_t)p->xi * (2 * p->cp + p->op) * (int64_t)sizeof(float);
     int64_t budget = BLOCK_BYTES / tile_bytes;
     if (budget < 1)
         budget = 1;
@@ -95,14 +119,14 @@ static void make_plan(const conv_geom *g, wino_plan *p)
         p->items = (g->n + p->per_block - 1) / p->per_block;
         p->bands = 1;
         p->max_tiles = p->per_block * tpi;
-        p->band_rows = 2 * p->th + 2;
+        p->band_rows = p->m * p->th + 2;
     } else {
         p->whole_images = false;
         p->per_block = budget / p->tw > 0 ? budget / p->tw : 1;
         p->items = g->n;
         p->bands = (p->th + p->per_block - 1) / p->per_block;
         p->max_tiles = p->per_block * p->tw;
-        p->band_rows = 2 * p->per_block + 2;
+        p->band_rows = p->m * p->per_block + 2;
     }
 }
 
@@ -128,48 +152,171 @@ static inline int64_t tile_index(const wino_plan *p, const wino_block *b, int64_
     return ((n - b->n0) * (b->ty1 - b->ty0) + (ty - b->ty0)) * p->tw + tx;
 }
 
+/* ---- one-dimensional transforms ----------------------------------------------------
+ * Each maps a column of values (scalars for the weights, 16-channel vectors elsewhere);
+ * the two-dimensional transforms apply them along columns, then along rows. */
+
+/* G g: 3 -> m + 2 */
+static void g_2(const float *v, float *o)
+{
+    o[0] = v[0];
+    o[1] = 0.5f * (v[0] + v[1] + v[2]);
+    o[2] = 0.5f * (v[0] - v[1] + v[2]);
+    o[3] = v[2];
+}
+
+#define SIXTH (1.0f / 6.0f)
+#define TWELFTH (1.0f / 12.0f)
+#define TWENTY_FOURTH (1.0f / 24.0f)
+
+static void g_4(const float *v, float *o)
+{
+    o[0] = 0.25f * v[0];
+    o[1] = -SIXTH * (v[0] + v[1] + v[2]);
+    o[2] = -SIXTH * (v[0] - v[1] + v[2]);
+    o[3] = TWENTY_FOURTH * v[0] + TWELFTH * v[1] + SIXTH * v[2];
+    o[4] = TWENTY_FOURTH * v[0] - TWELFTH * v[1] + SIXTH * v[2];
+    o[5] = v[2];
+}
+
+/* Gᵀ u: m + 2 -> 3 */
+static void gt_2(const float *u, float *o)
+{
+    o[0] = u[0] + 0.5f * (u[1] + u[2]);
+    o[1] = 0.5f * (u[1] - u[2]);
+    o[2] = 0.5f * (u[1] + u[2]) + u[3];
+}
+
+static void gt_4(const float *u, float *o)
+{
+    o[0] = 0.25f * u[0] - SIXTH * (u[1] + u[2]) + TWENTY_FOURTH * (u[3] + u[4]);
+    o[1] = SIXTH * (u[2] - u[1]) + TWELFTH * (u[3] - u[4]);
+    o[2] = SIXTH * (u[3] + u[4] - u[1] - u[2]) + u[5];
+}
+
+/* Bᵀ d: a -> a (the input transform) */
+static inline void bt_2(const em_vf16 *d, em_vf16 *t)
+{
+    t[0] = d[0] - d[2];
+    t[1] = d[1] + d[2];
+    t[2] = d[2] - d[1];
+    t[3] = d[1] - d[3];
+}
+
+static inline void bt_4(const em_vf16 *d, em_vf16 *t)
+{
+    const em_vf16 four = em_splat16(4.0f), five = em_splat16(5.0f), two = em_splat16(2.0f);
+    em_vf16 d4_d2 = d[4] - d[2], d3_d1 = d[3] - d[1];
+    t[0] = four * d[0] - five * d[2] + d[4];
+    t[1] = d[3] + d[4] - four * (d[1] + d[2]);
+    t[2] = d[4] - d[3] + four * (d[1] - d[2]);
+    t[3] = d4_d2 + two * d3_d1;
+    t[4] = d4_d2 - two * d3_d1;
+    t[5] = four * d[1] - five * d[3] + d[5];
+}
+
+/* B v: a -> a (the input gradient's transform) */
+static inline void b_2(const em_vf16 *v, em_vf16 *t)
+{
+    t[0] = v[0];
+    t[1] = v[1] - v[2] + v[3];
+    t[2] = v[1] + v[2] - v[0];
+    t[3] = -v[3];
+}
+
+static inline void b_4(const em_vf16 *v, em_vf16 *t)
+{
+    const em_vf16 four = em_splat16(4.0f), five = em_splat16(5.0f), two = em_splat16(2.0f);
+    t[0] = four * v[0];
+    t[1] = four * (v[2] - v[1] + v[5]) + two * (v[4] - v[3]);
+    t[2] = -five * v[0] - four * (v[1] + v[2]) - v[3] - v[4];
+    t[3] = v[1] - v[2] + two * (v[3] - v[4]) - five * v[5];
+    t[4] = v[0] + v[1] + v[2] + v[3] + v[4];
+    t[5] = v[5];
+}
+
+/* Aᵀ m: a -> m (the output transform) */
+static inline void at_2(const em_vf16 *v, em_vf16 *y)
+{
+    y[0] = v[0] + v[1] + v[2];
+    y[1] = v[1] - v[2] - v[3];
+}
+
+static inline void at_4(const em_vf16 *v, em_vf16 *y)
+{
+    const em_vf16 two = em_splat16(2.0f), four = em_splat16(4.0f), eight = em_splat16(8.0f);
+    em_vf16 s12 = v[1] + v[2], d12 = v[1] - v[2], s34 = v[3] + v[4], d34 = v[3] - v[4];
+    y[0] = v[0] + s12 + s34;
+    y[1] = d12 + two * d34;
+    y[2] = s12 + four * s34;
+    y[3] = d12 + eight * d34 + v[5];
+}
+
+/* A y: m -> a (the output gradient's transform) */
+static inline void a_2(const em_vf16 *y, em_vf16 *v)
+{
+    v[0] = y[0];
+    v[1] = y[0] + y[1];
+    v[2] = y[0] - y[1];
+    v[3] = -y[1];
+}
+
+static inline void a_4(const em_vf16 *y, em_vf16 *v)
+{
+    const em_vf16 two = em_splat16(2.0f), four = em_splat16(4.0f), eight = em_splat16(8.0f);
+    em_vf16 even = y[0] + y[2], odd = y[1] + y[3];
+    em_vf16 even4 = y[0] + four * y[2], odd8 = two * y[1] + eight * y[3];
+    v[0] = y[0];
+    v[1] = even + odd;
+    v[2] = even - odd;
+    v[3] = even4 + odd8;
+    v[4] = even4 - odd8;
+    v[5] = y[3];
+}
+
 /* ---- weights ----------------------------------------------------------------------- */
 
 /* U_ξ[o][c] = (G g Gᵀ)_ξ for every 3x3 kernel g = w[o][c]. */
-static void weight_transform(const conv_geom *g, const float *w, float *u)
+static void weight_transform(const conv_geom *g, const wino_plan *p, const float *w, float *u)
 {
     const int64_t oc = g->o * g->c;
+    const int a = p->a;
     for (int64_t k = 0; k < oc; k++) {
         const float *f = w + 9 * k;
-        float t[4][3]; /* G g */
+        float col[3], gcol[MAX_A], t[MAX_A][3], row[MAX_A]; /* t = G g */
         for (int j = 0; j < 3; j++) {
-            t[0][j] = f[j];
-            t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
-            t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
-            t[3][j] = f[6 + j];
+            col[0] = f[j], col[1] = f[3 + j], col[2] = f[6 + j];
+            p->m == 2 ? g_2(col, gcol) : g_4(col, gcol);
+            for (int i = 0; i < a; i++)
+                t[i][j] = gcol[i];
         }
-        for (int i = 0; i < 4; i++) {
-            u[(4 * i + 0) * oc + k] = t[i][0];
-            u[(4 * i + 1) * oc + k] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-            u[(4 * i + 2) * oc + k] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-            u[(4 * i + 3) * oc + k] = t[i][2];
+        for (int i = 0; i < a; i++) {
+            p->m == 2 ? g_2(t[i], row) : g_4(t[i], row);
+            for (int j = 0; j < a; j++)
+                u[(a * i + j) * oc + k] = row[j];
         }
     }
 }
 
 /* dw[o][c] += Gᵀ dU G for each [o][c]. */
-static void weight_grad_transform(const conv_geom *g, const float *du, float *dw)
+static void weight_grad_transform(const conv_geom *g, const wino_plan *p, const float *du, float *dw)
 {
     const int64_t oc = g->o * g->c;
+    const int a = p->a;
     for (int64_t k = 0; k < oc; k++) {
-        float m[4][4], t[3][4]; /* dU and Gᵀ dU */
-        for (int x = 0; x < XI; x++)
-            m[x / 4][x % 4] = du[x * oc + k];
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
-            t[1][j] = 0.5f * (m[1][j] - m[2][j]);
-            t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+        float col[MAX_A], t[3][MAX_A], out[3]; /* t = Gᵀ dU */
+        for (int j = 0; j < a; j++) {
+            for (int i = 0; i < a; i++)
+                col[i] = du[(a * i + j) * oc + k];
+            p->m == 2 ? gt_2(col, out) : gt_4(col, out);
+            for (int i = 0; i < 3; i++)
+                t[i][j] = out[i];
         }
         float *f = dw + 9 * k;
         for (int i = 0; i < 3; i++) {
-            f[3 * i + 0] += t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-            f[3 * i + 1] += 0.5f * (t[i][1] - t[i][2]);
-            f[3 * i + 2] += 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+            p->m == 2 ? gt_2(t[i], out) : gt_4(t[i], out);
+            for (int j = 0; j < 3; j++)
+                f[3 * i + j] += out[j];
         }
     }
 }
@@ -232,8 +379,7 @@ typedef struct wino_work {
 static void band_input_rows(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t *iy0,
                             int64_t *iy1)
 {
-    int64_t lo = 2 * b->ty0 - g->ph, hi = 2 * b->ty1 + 2 - g->ph;
-    (void)p;
+    int64_t lo = p->m * b->ty0 - g->ph, hi = p->m * b->ty1 + 2 - g->ph;
     *iy0 = lo < 0 ? 0 : lo;
     *iy1 = hi > g->h ? g->h : hi;
     if (*iy1 < *iy0)
@@ -242,11 +388,11 @@ static void band_input_rows(const conv_geom *g, const wino_plan *p, const wino_b
 
 /* ---- inputs ------------------------------------------------------------------------ */
 
-/* Rows 2·ty0 .. 2·ty1+1 of image n's zero-padded input, channel-last: band[r][col][cp]. */
+/* Rows m·ty0 .. m·ty1+1 of image n's zero-padded input, channel-last: band[r][col][cp]. */
 static void load_band(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
                       int64_t n, wino_work *wk)
 {
-    const int64_t cols = p->band_cols, rows = 2 * (b->ty1 - b->ty0) + 2, cp = p->cp;
+    const int64_t cols = p->band_cols, rows = p->m * (b->ty1 - b->ty0) + 2, cp = p->cp;
     int64_t iy0, iy1;
     band_input_rows(g, p, b, &iy0, &iy1);
     const int64_t plane = g->h * g->w;
@@ -254,7 +400,7 @@ static void load_band(const conv_geom *g, const wino_plan *p, const wino_block *
     const int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
     for (int64_t r = 0; r < rows; r++) {
         float *dst = wk->band + r * cols * cp;
-        int64_t iy = 2 * b->ty0 + r - g->ph;
+        int64_t iy = p->m * b->ty0 + r - g->ph;
         if (iy < iy0 || iy >= iy1 || copy <= 0) {
             memset(dst, 0, (size_t)(cols * cp) * sizeof(float));
             continue;
@@ -266,67 +412,74 @@ static void load_band(const conv_geom *g, const wino_plan *p, const wino_block *
 }
 
 /* V_ξ[t][c] = (Bᵀ d B)_ξ for every tile of the block (V_ξ at v + ξ·T·cp). */
-static void input_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
-                            wino_work *wk)
+static inline __attribute__((always_inline)) void
+input_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
+                     wino_work *wk, const int m)
 {
+    const int a = m + 2;
     const int64_t T = b->tiles, cp = p->cp, cols = p->band_cols, row = cols * cp;
     for (int64_t n = b->n0; n < b->n1; n++) {
         load_band(g, p, b, x, n, wk);
         for (int64_t ty = b->ty0; ty < b->ty1; ty++)
             for (int64_t tx = 0; tx < p->tw; tx++) {
-                const float *d = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * cp;
+                const float *d = wk->band + (m * (ty - b->ty0) * cols + m * tx) * cp;
                 float *out = wk->v + tile_index(p, b, n, ty, tx) * cp;
                 for (int64_t c = 0; c < cp; c += 16) {
-                    em_vf16 t[4][4]; /* Bᵀ d */
-                    for (int j = 0; j < 4; j++) {
-                        em_vf16 d0 = em_load16(d + j * cp + c), d1 = em_load16(d + row + j * cp + c);
-                        em_vf16 d2 = em_load16(d + 2 * row + j * cp + c);
-                        em_vf16 d3 = em_load16(d + 3 * row + j * cp + c);
-                        t[0][j] = d0 - d2;
-                        t[1][j] = d1 + d2;
-                        t[2][j] = d2 - d1;
-                        t[3][j] = d1 - d3;
+                    em_vf16 t[MAX_A][MAX_A], col[MAX_A], res[MAX_A]; /* t = Bᵀ d */
+                    for (int j = 0; j < a; j++) {
+                        for (int i = 0; i < a; i++)
+                            col[i] = em_load16(d + i * row + j * cp + c);
+                        m == 2 ? bt_2(col, res) : bt_4(col, res);
+                        for (int i = 0; i < a; i++)
+                            t[i][j] = res[i];
                     }
-                    for (int i = 0; i < 4; i++) {
-                        em_store16(out + (4 * i + 0) * T * cp + c, t[i][0] - t[i][2]);
-                        em_store16(out + (4 * i + 1) * T * cp + c, t[i][1] + t[i][2]);
-                        em_store16(out + (4 * i + 2) * T * cp + c, t[i][2] - t[i][1]);
-                        em_store16(out + (4 * i + 3) * T * cp + c, t[i][1] - t[i][3]);
+                    for (int i = 0; i < a; i++) {
+                        m == 2 ? bt_2(t[i], res) : bt_4(t[i], res);
+                        for (int j = 0; j < a; j++)
+                            em_store16(out + (a * i + j) * T * cp + c, res[j]);
                     }
                 }
             }
     }
 }
 
-/* dx += B dV Bᵀ of every tile at its place, accumulated in a channel-last band first. */
-static void input_grad_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, float *dx,
-                                 wino_work *wk)
+static void input_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *x,
+                            wino_work *wk)
 {
+    if (p->m == 2)
+        input_transform_body(g, p, b, x, wk, 2);
+    else
+        input_transform_body(g, p, b, x, wk, 4);
+}
+
+/* dx += B dV Bᵀ of every tile at its place, accumulated in a channel-last band first. */
+static inline __attribute__((always_inline)) void
+input_grad_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *b, float *dx,
+                          wino_work *wk, const int m)
+{
+    const int a = m + 2;
     const int64_t T = b->tiles, cp = p->cp, cols = p->band_cols, row = cols * cp;
-    const int64_t rows = 2 * (b->ty1 - b->ty0) + 2;
+    const int64_t rows = m * (b->ty1 - b->ty0) + 2;
     for (int64_t n = b->n0; n < b->n1; n++) {
         memset(wk->band, 0, (size_t)(rows * row) * sizeof(float));
         for (int64_t ty = b->ty0; ty < b->ty1; ty++)
             for (int64_t tx = 0; tx < p->tw; tx++) {
                 const float *in = wk->dv + tile_index(p, b, n, ty, tx) * cp;
-                float *d = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * cp;
+                float *d = wk->band + (m * (ty - b->ty0) * cols + m * tx) * cp;
                 for (int64_t c = 0; c < cp; c += 16) {
-                    em_vf16 t[4][4]; /* B dV */
-                    for (int j = 0; j < 4; j++) {
-                        em_vf16 m0 = em_load16(in + j * T * cp + c), m1 = em_load16(in + (4 + j) * T * cp + c);
-                        em_vf16 m2 = em_load16(in + (8 + j) * T * cp + c);
-                        em_vf16 m3 = em_load16(in + (12 + j) * T * cp + c);
-                        t[0][j] = m0;
-                        t[1][j] = m1 - m2 + m3;
-                        t[2][j] = m1 + m2 - m0;
-                        t[3][j] = -m3;
+                    em_vf16 t[MAX_A][MAX_A], col[MAX_A], res[MAX_A]; /* t = B dV */
+                    for (int j = 0; j < a; j++) {
+                        for (int i = 0; i < a; i++)
+                            col[i] = em_load16(in + (a * i + j) * T * cp + c);
+                        m == 2 ? b_2(col, res) : b_4(col, res);
+                        for (int i = 0; i < a; i++)
+                            t[i][j] = res[i];
                     }
-                    for (int i = 0; i < 4; i++) {
+                    for (int i = 0; i < a; i++) {
+                        m == 2 ? b_2(t[i], res) : b_4(t[i], res);
                         float *r = d + i * row + c;
-                        em_store16(r, em_load16(r) + t[i][0]);
-                        em_store16(r + cp, em_load16(r + cp) + t[i][1] - t[i][2] + t[i][3]);
-                        em_store16(r + 2 * cp, em_load16(r + 2 * cp) + t[i][1] + t[i][2] - t[i][0]);
-                        em_store16(r + 3 * cp, em_load16(r + 3 * cp) - t[i][3]);
+                        for (int j = 0; j < a; j++)
+                            em_store16(r + j * cp, em_load16(r + j * cp) + res[j]);
                     }
                 }
             }
@@ -337,7 +490,7 @@ static void input_grad_transform(const conv_geom *g, const wino_plan *p, const w
         if (copy < g->w)
             memset(wk->in_t, 0, (size_t)((iy1 - iy0) * g->w * cp) * sizeof(float));
         for (int64_t iy = iy0; iy < iy1; iy++)
-            memcpy(wk->in_t + (iy - iy0) * g->w * cp, wk->band + ((iy + g->ph - 2 * b->ty0) * cols + g->pw) * cp,
+            memcpy(wk->in_t + (iy - iy0) * g->w * cp, wk->band + ((iy + g->ph - m * b->ty0) * cols + g->pw) * cp,
                    (size_t)(copy * cp) * sizeof(float));
         const int64_t plane = g->h * g->w;
         transpose(wk->in_t, NULL, cp, (iy1 - iy0) * g->w, g->c, dx + n * g->c * plane + iy0 * g->w, plane,
@@ -345,52 +498,65 @@ static void input_grad_transform(const conv_geom *g, const wino_plan *p, const w
     }
 }
 
+static void input_grad_transform(const conv_geom *g, const wino_plan *p, const wino_block *b, float *dx,
+                                 wino_work *wk)
+{
+    if (p->m == 2)
+        input_grad_transform_body(g, p, b, dx, wk, 2);
+    else
+        input_grad_transform_body(g, p, b, dx, wk, 4);
+}
+
 /* ---- outputs ----------------------------------------------------------------------- */
 
 /* Output rows [oy0, oy1) of a block. */
-static void band_output_rows(const conv_geom *g, const wino_block *b, int64_t *oy0, int64_t *oy1)
+static void band_output_rows(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t *oy0,
+                             int64_t *oy1)
 {
-    *oy0 = 2 * b->ty0;
-    *oy1 = 2 * b->ty1 < g->oh ? 2 * b->ty1 : g->oh;
+    *oy0 = p->m * b->ty0;
+    *oy1 = p->m * b->ty1 < g->oh ? p->m * b->ty1 : g->oh;
 }
 
-/* The 2x2 outputs Aᵀ M A + bias of every tile (ReLU applied here when relu is set),
+/* The m x m outputs Aᵀ M A + bias of every tile (ReLU applied here when relu is set),
  * gathered channel-last per image, then stored to NCHW pre; outputs past the edge are
  * dropped. */
-static void output_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
-                             const float *bias_padded, bool relu, float *pre, wino_work *wk)
+static inline __attribute__((always_inline)) void
+output_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *bias_padded,
+                      bool relu, float *pre, wino_work *wk, const int m)
 {
+    const int a = m + 2;
     const int64_t T = b->tiles, op = p->op;
     int64_t oy0, oy1;
-    band_output_rows(g, b, &oy0, &oy1);
+    band_output_rows(g, p, b, &oy0, &oy1);
     const em_vf16 zero = em_splat16(0.0f);
     for (int64_t n = b->n0; n < b->n1; n++) {
         for (int64_t ty = b->ty0; ty < b->ty1; ty++)
             for (int64_t tx = 0; tx < p->tw; tx++) {
                 const float *in = wk->m + tile_index(p, b, n, ty, tx) * op;
-                const int64_t oy = 2 * ty, ox = 2 * tx;
-                const int rows = oy + 1 < g->oh ? 2 : 1, cols = ox + 1 < g->ow ? 2 : 1;
+                const int64_t oy = m * ty, ox = m * tx;
+                const int rows = oy + m <= g->oh ? m : (int)(g->oh - oy);
+                const int cols = ox + m <= g->ow ? m : (int)(g->ow - ox);
                 float *out = wk->out_t + ((oy - oy0) * g->ow + ox) * op;
                 for (int64_t o0 = 0; o0 < op; o0 += 16) {
-                    em_vf16 s[2][4]; /* Aᵀ M */
-                    for (int j = 0; j < 4; j++) {
-                        em_vf16 a0 = em_load16(in + j * T * op + o0), a1 = em_load16(in + (4 + j) * T * op + o0);
-                        em_vf16 a2 = em_load16(in + (8 + j) * T * op + o0);
-                        em_vf16 a3 = em_load16(in + (12 + j) * T * op + o0);
-                        s[0][j] = a0 + a1 + a2;
-                        s[1][j] = a1 - a2 - a3;
+                    em_vf16 s[MAX_A][MAX_A], col[MAX_A], res[MAX_A]; /* s = Aᵀ M, m x a */
+                    for (int k = 0; k < MAX_A; k++)
+                        res[k] = zero; /* (only the first m are read; this tells the compiler) */
+                    for (int j = 0; j < a; j++) {
+                        for (int i = 0; i < a; i++)
+                            col[i] = em_load16(in + (a * i + j) * T * op + o0);
+                        m == 2 ? at_2(col, res) : at_4(col, res);
+                        for (int i = 0; i < m; i++)
+                            s[i][j] = res[i];
                     }
                     em_vf16 bias = em_load16(bias_padded + o0);
                     for (int i = 0; i < rows; i++) {
-                        em_vf16 y0 = s[i][0] + s[i][1] + s[i][2] + bias;
-                        em_vf16 y1 = s[i][1] - s[i][2] - s[i][3] + bias;
-                        if (relu) {
-                            y0 = em_select16(y0 > zero, y0, zero);
-                            y1 = em_select16(y1 > zero, y1, zero);
+                        m == 2 ? at_2(s[i], res) : at_4(s[i], res);
+                        for (int j = 0; j < cols; j++) {
+                            em_vf16 v = res[j] + bias;
+                            if (relu)
+                                v = em_select16(v > zero, v, zero);
+                            em_store16(out + (i * g->ow + j) * op + o0, v);
                         }
-                        em_store16(out + i * g->ow * op + o0, y0);
-                        if (cols == 2)
-                            em_store16(out + (i * g->ow + 1) * op + o0, y1);
                     }
                 }
             }
@@ -399,15 +565,24 @@ static void output_transform(const conv_geom *g, const wino_plan *p, const wino_
     }
 }
 
+static void output_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
+                             const float *bias_padded, bool relu, float *pre, wino_work *wk)
+{
+    if (p->m == 2)
+        output_transform_body(g, p, b, bias_padded, relu, pre, wk, 2);
+    else
+        output_transform_body(g, p, b, bias_padded, relu, pre, wk, 4);
+}
+
 /* Image n's output gradient over the block's tiles, channel-last and zero past the edges
- * (dz_t[oy][ox][op] with rows of 2·tw), into wk->band. dz is NCHW for the item's images
+ * (dz_t[oy][ox][op] with rows of m·tw), into wk->band. dz is NCHW for the item's images
  * from n0; y gives ReLU's mask when relu_mask is set. */
 static void load_output_grad(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t n,
                              int64_t n0, const float *dz, const float *y, bool relu_mask, wino_work *wk)
 {
-    const int64_t op = p->op, cols = 2 * p->tw, rows = 2 * (b->ty1 - b->ty0);
+    const int64_t op = p->op, cols = p->m * p->tw, rows = p->m * (b->ty1 - b->ty0);
     int64_t oy0, oy1;
-    band_output_rows(g, b, &oy0, &oy1);
+    band_output_rows(g, p, b, &oy0, &oy1);
     const int64_t image = (n - n0) * g->o * g->p + oy0 * g->ow;
     transpose(dz + image, relu_mask ? y + image : NULL, g->p, g->o, (oy1 - oy0) * g->ow, wk->out_t, op, false);
     float *dz_t = wk->band;
@@ -423,25 +598,39 @@ static void load_output_grad(const conv_geom *g, const wino_plan *p, const wino_
 }
 
 /* dM = A dZ Aᵀ of every tile of image n (dM_ξ at m + ξ·T·op), from load_output_grad's rows. */
-static void output_grad_transform(const wino_plan *p, const wino_block *b, int64_t n, wino_work *wk)
+static inline __attribute__((always_inline)) void
+output_grad_transform_body(const wino_plan *p, const wino_block *b, int64_t n, wino_work *wk, const int m)
 {
-    const int64_t T = b->tiles, op = p->op, cols = 2 * p->tw;
+    const int a = m + 2;
+    const int64_t T = b->tiles, op = p->op, cols = m * p->tw;
     for (int64_t ty = b->ty0; ty < b->ty1; ty++)
         for (int64_t tx = 0; tx < p->tw; tx++) {
-            const float *z = wk->band + (2 * (ty - b->ty0) * cols + 2 * tx) * op;
+            const float *z = wk->band + (m * (ty - b->ty0) * cols + m * tx) * op;
             float *out = wk->m + tile_index(p, b, n, ty, tx) * op;
             for (int64_t o0 = 0; o0 < op; o0 += 16) {
-                em_vf16 a = em_load16(z + o0), bb = em_load16(z + op + o0);
-                em_vf16 c = em_load16(z + cols * op + o0), d = em_load16(z + (cols + 1) * op + o0);
-                em_vf16 r[4][2] = {{a, bb}, {a + c, bb + d}, {a - c, bb - d}, {-c, -d}};
-                for (int i = 0; i < 4; i++) {
-                    em_store16(out + (4 * i + 0) * T * op + o0, r[i][0]);
-                    em_store16(out + (4 * i + 1) * T * op + o0, r[i][0] + r[i][1]);
-                    em_store16(out + (4 * i + 2) * T * op + o0, r[i][0] - r[i][1]);
-                    em_store16(out + (4 * i + 3) * T * op + o0, -r[i][1]);
+                em_vf16 t[MAX_A][MAX_A], col[MAX_A], res[MAX_A]; /* t = A dZ, a x m */
+                for (int j = 0; j < m; j++) {
+                    for (int i = 0; i < m; i++)
+                        col[i] = em_load16(z + (i * cols + j) * op + o0);
+                    m == 2 ? a_2(col, res) : a_4(col, res);
+                    for (int i = 0; i < a; i++)
+                        t[i][j] = res[i];
+                }
+                for (int i = 0; i < a; i++) {
+                    m == 2 ? a_2(t[i], res) : a_4(t[i], res);
+                    for (int j = 0; j < a; j++)
+                        em_store16(out + (a * i + j) * T * op + o0, res[j]);
                 }
             }
         }
+}
+
+static void output_grad_transform(const wino_plan *p, const wino_block *b, int64_t n, wino_work *wk)
+{
+    if (p->m == 2)
+        output_grad_transform_body(p, b, n, wk, 2);
+    else
+        output_grad_transform_body(p, b, n, wk, 4);
 }
 
 /* ---- scratch ----------------------------------------------------------------------- */
@@ -457,18 +646,18 @@ static void scratch_sizes(const conv_geom *g, const wino_plan *p, bool backward,
                           bool need_b, bool need_dz, wino_sizes *z)
 {
     const int64_t tile_rows = p->whole_images ? p->th : p->per_block;
-    const int64_t in_rows = 2 * tile_rows + 2 < g->h ? 2 * tile_rows + 2 : g->h;
-    const int64_t out_rows = 2 * tile_rows < g->oh ? 2 * tile_rows : g->oh;
+    const int64_t in_rows = p->m * tile_rows + 2 < g->h ? p->m * tile_rows + 2 : g->h;
+    const int64_t out_rows = p->m * tile_rows < g->oh ? p->m * tile_rows : g->oh;
     const int64_t band_cp = p->band_rows * p->band_cols * p->cp;
-    const int64_t band_op = 2 * tile_rows * 2 * p->tw * p->op; /* output gradient rows */
-    z->v = !backward || need_w ? lines(XI * p->max_tiles * p->cp) : 0;
-    z->dv = backward && need_x ? lines(XI * p->max_tiles * p->cp) : 0;
-    z->m = lines(XI * p->max_tiles * p->op);
+    const int64_t band_op = p->m * tile_rows * p->m * p->tw * p->op; /* output gradient rows */
+    z->v = !backward || need_w ? lines(p->xi * p->max_tiles * p->cp) : 0;
+    z->dv = backward && need_x ? lines(p->xi * p->max_tiles * p->cp) : 0;
+    z->m = lines(p->xi * p->max_tiles * p->op);
     z->band = lines(backward && band_op > band_cp ? band_op : band_cp);
     z->in_t = lines(in_rows * g->w * p->cp);
     z->out_t = lines(out_rows * g->ow * p->op);
     z->dz = backward && need_dz ? lines((p->whole_images ? p->per_block : 1) * g->o * g->p) : 0;
-    z->du = backward && need_w ? lines(XI * g->o * g->c) : 0;
+    z->du = backward && need_w ? lines(p->xi * g->o * g->c) : 0;
     z->db = backward && need_b ? lines(g->o) : 0;
     z->total = z->v + z->dv + z->m + z->band + z->in_t + z->out_t + z->dz + z->du + z->db;
 }
@@ -502,7 +691,8 @@ static void thread_work(const conv_geom *g, const wino_plan *p, const wino_sizes
 /* ---- forward ----------------------------------------------------------------------- */
 
 int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
-                             em_activation act, float act_param, float *pre, float *y)
+                             em_activation act, float act_param, float *pre, float *y,
+                             const float **u_out)
 {
     wino_plan p;
     make_plan(g, &p);
@@ -511,12 +701,13 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
         nt = (int)p.items;
     wino_sizes z;
     scratch_sizes(g, &p, false, false, false, false, false, &z);
-    float *u = em_arena_alloc(em_step_arena(), (size_t)(XI * g->o * g->c + p.op) * sizeof(float));
+    float *u = em_arena_alloc(em_step_arena(), (size_t)(p.xi * g->o * g->c + p.op) * sizeof(float));
     float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
     if (!u || !scratch)
         return EM_ERR;
-    weight_transform(g, w, u);
-    float *bias_padded = u + XI * g->o * g->c;
+    weight_transform(g, &p, w, u);
+    *u_out = u;
+    float *bias_padded = u + p.xi * g->o * g->c;
     for (int64_t o = 0; o < p.op; o++)
         bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
     const bool fused_relu = act == EM_ACT_RELU && pre == y;
@@ -533,7 +724,7 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
                 block_of(g, &p, item, k, &b);
                 const int t = (int)b.tiles;
                 input_transform(g, &p, &b, x, &wk);
-                for (int xi = 0; xi < XI; xi++)
+                for (int xi = 0; xi < p.xi; xi++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, c, 1.0f,
                                 wk.v + (size_t)xi * t * cp, cp, u + (size_t)xi * o * c, c, 0.0f,
                                 wk.m + (size_t)xi * t * op, op);
@@ -559,18 +750,24 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
     int nt = omp_get_max_threads();
     if (nt > p.items)
         nt = (int)p.items;
-    const int64_t out_image = g->o * g->p, usize = XI * g->o * g->c;
+    const int64_t out_image = g->o * g->p, usize = p.xi * g->o * g->c;
     /* ReLU's mask (and no activation) is applied while loading dy; others go through a
      * dz buffer first. */
     const bool relu_mask = s->act == EM_ACT_RELU;
     const bool need_dz = s->act != EM_ACT_NONE && !relu_mask;
     wino_sizes z;
     scratch_sizes(g, &p, true, need_x, need_w, need_b, need_dz, &z);
-    float *u = em_arena_alloc(em_step_arena(), (size_t)usize * sizeof(float));
+    const float *u = s->winograd_u;
+    if (!u) {
+        float *fresh = em_arena_alloc(em_step_arena(), (size_t)usize * sizeof(float));
+        if (!fresh)
+            return EM_ERR;
+        weight_transform(g, &p, w->data, fresh);
+        u = fresh;
+    }
     float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
-    if (!u || !scratch)
+    if (!scratch)
         return EM_ERR;
-    weight_transform(g, w->data, u);
     const int o = (int)g->o, c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -613,13 +810,13 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
                 }
                 if (need_w) {
                     input_transform(g, &p, &blk, x->data, &wk);
-                    for (int xi = 0; xi < XI; xi++)
+                    for (int xi = 0; xi < p.xi; xi++)
                         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o, c, t, 1.0f,
                                     wk.m + (size_t)xi * t * op, op, wk.v + (size_t)xi * t * cp, cp, 1.0f,
                                     wk.du + (size_t)xi * o * c, c);
                 }
                 if (need_x) {
-                    for (int xi = 0; xi < XI; xi++)
+                    for (int xi = 0; xi < p.xi; xi++)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, c, o, 1.0f,
                                     wk.m + (size_t)xi * t * op, op, u + (size_t)xi * o * c, c, 0.0f,
                                     wk.dv + (size_t)xi * t * cp, cp);
@@ -638,7 +835,7 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
             w0.du[i] += part[i];
     }
     if (need_w)
-        weight_grad_transform(g, w0.du, w->grad);
+        weight_grad_transform(g, &p, w0.du, w->grad);
     for (int t = 0; t < nt && need_b; t++) {
         const float *part = w0.db + (size_t)t * z.total;
         for (int64_t oc = 0; oc < g->o; oc++)
