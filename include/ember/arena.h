@@ -35,9 +35,13 @@ size_t em_arena_reserved(const em_arena *arena); /* bytes held from the system *
 /* How many times this arena asked the system for memory (to prove steady state). */
 size_t em_arena_system_allocs(const em_arena *arena);
 
-/* Test hook: after `n` more successful system allocations by any arena, the next
- * one fails as if malloc returned NULL. n < 0 disables the injection. */
-void em_arena_inject_failure_after(long n);
+/* Test hook: after `n` more successful allocations (em_arena_create, and each
+ * em_arena_alloc, _calloc or _strdup, whether or not it needs memory from the system),
+ * by any arena on any thread, the next one and every later one fail as if malloc had
+ * returned NULL. n < 0 disables the injection. Returns how many allocations the
+ * previous setting made fail (so that a test can tell whether a run reached the
+ * failure point). */
+long em_arena_inject_failure_after(long n);
 
 #ifdef __cplusplus
 }

@@ -149,12 +149,12 @@ int em_backward_with(em_tensor *root, const float *grad_out)
 {
     if (!root)
         return em_error("backward of a NULL tensor (an earlier op failed: %s)", ember_last_error());
+    if (tape.broken[0])
+        return em_error("backward: the tape of this step is incomplete (%s)", tape.broken);
     if (!root->requires_grad)
         return em_error("backward: the tensor %s does not require a gradient (no parameter or "
                         "input with requires_grad contributed to it, or gradients were off)",
                         em_shape_str(root));
-    if (tape.broken[0])
-        return em_error("backward: the tape of this step is incomplete (%s)", tape.broken);
     if (em_anomaly_enabled() && em_anomaly()[0])
         return em_error("anomaly detection: %s", em_anomaly());
     if (em_anomaly_enabled() && em_anomaly_check_seed(root, grad_out) != EM_OK)

@@ -1,5 +1,6 @@
 #include "ember/arena.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +25,27 @@ struct em_arena {
 #define DEFAULT_CHUNK ((size_t)1 << 20)
 
 static long failure_countdown = -1;
+static long injected_failures;
 
-void em_arena_inject_failure_after(long n) { failure_countdown = n; }
-
-static void *system_alloc(size_t bytes)
+long em_arena_inject_failure_after(long n)
 {
-    if (failure_countdown == 0)
-        return NULL;
-    if (failure_countdown > 0)
-        failure_countdown--;
-    return malloc(bytes);
+    long failed = injected_failures;
+    injected_failures = 0;
+    failure_countdown = n;
+    return failed;
+}
+
+/* True when the injected failure is due for this request. */
+static bool injected_failure(void)
+{
+    if (failure_countdown < 0)
+        return false;
+    if (failure_countdown == 0) {
+        injected_failures++;
+        return true;
+    }
+    failure_countdown--;
+    return false;
 }
 
 static chunk *chunk_new(em_arena *a, size_t min_bytes)
@@ -41,7 +53,7 @@ static chunk *chunk_new(em_arena *a, size_t min_bytes)
     size_t capacity = a->chunk_bytes > min_bytes ? a->chunk_bytes : min_bytes;
     if (capacity > SIZE_MAX - sizeof(chunk) - EM_ALIGN)
         return NULL;
-    chunk *c = system_alloc(sizeof(chunk) + capacity + EM_ALIGN);
+    chunk *c = malloc(sizeof(chunk) + capacity + EM_ALIGN);
     if (!c)
         return NULL;
     uintptr_t start = (uintptr_t)(c + 1);
@@ -57,7 +69,7 @@ static chunk *chunk_new(em_arena *a, size_t min_bytes)
 
 em_arena *em_arena_create(size_t chunk_bytes)
 {
-    em_arena *a = system_alloc(sizeof *a);
+    em_arena *a = injected_failure() ? NULL : malloc(sizeof *a);
     if (!a) {
         em_error("out of memory creating an arena");
         return NULL;
@@ -81,6 +93,11 @@ void em_arena_destroy(em_arena *a)
 
 void *em_arena_alloc(em_arena *a, size_t bytes)
 {
+    if (!a) {
+        /* The arena itself could not be created (em_step_arena() after malloc failed). */
+        em_error("out of memory: no arena to allocate %zu bytes from", bytes);
+        return NULL;
+    }
     size_t rounded = (bytes + EM_ALIGN - 1) & ~(size_t)(EM_ALIGN - 1);
     if (rounded < bytes) {
         em_error("allocation of %zu bytes overflows", bytes);
@@ -88,6 +105,10 @@ void *em_arena_alloc(em_arena *a, size_t bytes)
     }
     if (rounded == 0)
         rounded = EM_ALIGN;
+    if (injected_failure()) {
+        em_error("out of memory: could not allocate %zu bytes", bytes);
+        return NULL;
+    }
     chunk *c = a->head;
     if (!c || c->capacity - c->used < rounded) {
         /* Later chunks (kept from before a reset) may have room. */
@@ -137,7 +158,7 @@ char *em_arena_strdup(em_arena *a, const char *s)
 
 void em_arena_reset(em_arena *a)
 {
-    if (!a->head)
+    if (!a || !a->head)
         return;
     /* Several chunks mean the last step outgrew the first one: replace them all by one
      * chunk that holds the peak, so that steady-state steps need no new chunk. */
@@ -160,6 +181,6 @@ void em_arena_reset(em_arena *a)
     a->used = 0;
 }
 
-size_t em_arena_used(const em_arena *a) { return a->used; }
-size_t em_arena_reserved(const em_arena *a) { return a->reserved; }
-size_t em_arena_system_allocs(const em_arena *a) { return a->system_allocs; }
+size_t em_arena_used(const em_arena *a) { return a ? a->used : 0; }
+size_t em_arena_reserved(const em_arena *a) { return a ? a->reserved : 0; }
+size_t em_arena_system_allocs(const em_arena *a) { return a ? a->system_allocs : 0; }
