@@ -12,6 +12,7 @@
 #include "ember/rnn_ops.h"
 #include "ember/nn.h"
 #include "ember/optim.h"
+#include "ember/optim_state.h"
 #include "ember/schedule.h"
 #include "ember/data.h"
 #include "ember/safetensors.h"

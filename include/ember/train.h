@@ -4,6 +4,7 @@
 #ifndef EMBER_TRAIN_H
 #define EMBER_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "ember/data.h"
@@ -34,6 +35,23 @@ typedef struct em_train_opts {
     const char *plot_path;   /* PNG of loss per step and test accuracy, or NULL */
     const char *metrics_path;/* CSV of per-step and per-epoch metrics, or NULL */
     int64_t eval_batch_size; /* 0: a default */
+
+    /* ---- checkpoints and resuming (ember/checkpoint.h) ---- */
+    const char *checkpoint_path; /* full checkpoint written every checkpoint_every steps,
+                                  * at the end and when stopped, or NULL */
+    int64_t checkpoint_every;    /* steps between checkpoints; 0: only at the end */
+    const char *resume_path;     /* a full checkpoint to continue from, or NULL: the
+                                  * model, optimizer, data order and generators continue
+                                  * bit for bit (same options and thread count) */
+    /* Set to non-zero (by a SIGINT/SIGTERM handler, say) to stop after the current step:
+     * the checkpoint is written (if checkpoint_path) and em_train returns EM_OK with
+     * result->interrupted set. */
+    volatile sig_atomic_t *stop_requested;
+    int64_t max_steps;           /* > 0: stop the same way once this many steps are done */
+
+    /* ---- transfer learning (ember/transfer.h) ---- */
+    int unfreeze_after;          /* > 0: after this many epochs the frozen parameters ... */
+    float unfreeze_lr;           /* ... train too, with this learning rate (their own group) */
 } em_train_opts;
 
 /* 1 epoch, batch 64, SGD lr 0.01 (em_optim_defaults), seed 0, shuffling on. */
@@ -53,6 +71,8 @@ typedef struct em_train_result {
     em_epoch_stats last;
     double total_seconds;
     int64_t steps;
+    bool interrupted;        /* stopped early (stop_requested or max_steps) */
+    int checkpoints_written;
 } em_train_result;
 
 /* test may be NULL. Stops with EM_ERR and a message naming the step if the loss

@@ -11,6 +11,7 @@
 #include "ember/error.h"
 #include "ember/runtime.h"
 #include "ember/train.h"
+#include "ember/transfer.h"
 #include "train/train_internal.h"
 
 em_train_opts em_train_defaults(void)
@@ -103,7 +104,136 @@ typedef struct run {
     int64_t steps;
     int epochs_run;
     double start;
+    /* Checkpoints, resuming and stopping. */
+    int first_epoch;
+    bool loader_ready;       /* the loader stands where the next epoch starts or resumes */
+    bool resume_mid_epoch;   /* the first epoch continues from `resume` */
+    em_train_position resume;
+    bool interrupted;
+    int checkpoints;
+    int64_t last_checkpoint_step;
+    /* Unfreezing: the names of the parameters frozen at the start, '|'-separated. */
+    char *frozen_pattern;
+    bool unfrozen;
 } run;
+
+/* A stop request, or the step budget spent: either ends the run as Ctrl-C does. */
+static bool stop_requested(const run *r)
+{
+    return (r->o.stop_requested && *r->o.stop_requested) || (r->o.max_steps > 0 && r->steps >= r->o.max_steps);
+}
+
+/* Writes the full checkpoint. Mid-epoch, the position is the loader's and the epoch's
+ * sums so far; after a finished epoch it is the start of the next one, whose order the
+ * loader's generator (as it is now) will draw. */
+static int write_checkpoint(run *r, int epoch, double loss_sum, int64_t items, bool epoch_done)
+{
+    em_train_position pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = r->steps;
+    pos.batch_size = r->o.batch_size;
+    pos.train_count = r->train->count;
+    pos.shuffle = r->o.shuffle;
+    if (epoch_done) {
+        pos.epoch = epoch + 1;
+        pos.loader.epoch_rng = *em_loader_rng(r->loader);
+    } else {
+        pos.epoch = epoch;
+        pos.loader = em_loader_tell(r->loader);
+        pos.epoch_loss_sum = loss_sum;
+        pos.epoch_items = items;
+    }
+    /* A learning-rate schedule with state of its own writes it into pos.schedule here
+     * and reads it back in resume_from (ReduceLROnPlateau's counters, say). */
+    if (em_checkpoint_save(r->o.checkpoint_path, r->m, r->opt, &pos) != EM_OK)
+        return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
+    r->checkpoints++;
+    r->last_checkpoint_step = r->steps;
+    return EM_OK;
+}
+
+/* The parameters frozen at the start train again, in a group of their own with the
+ * unfreezing learning rate; the optimizer is rebuilt over all trainable tensors and
+ * the state of those it already had is carried over. */
+static int unfreeze(run *r, int epoch)
+{
+    r->unfrozen = true;
+    if (!r->frozen_pattern)
+        return EM_OK;
+    int n = em_model_unfreeze(r->m, r->frozen_pattern);
+    if (n < 0)
+        return em_error_prefix("unfreezing before epoch %d: ", epoch);
+    em_param_group group = {.pattern = r->frozen_pattern, .set_lr = true, .lr = r->o.unfreeze_lr};
+    em_optim *opt = em_optim_new_grouped(r->m, r->o.optimizer, &r->o.optim, &group, 1);
+    if (!opt)
+        return em_error_prefix("unfreezing before epoch %d: ", epoch);
+    em_optim_copy_state(opt, r->opt);
+    em_optim_free(r->opt);
+    r->opt = opt;
+    if (r->o.progress != EM_PROGRESS_QUIET)
+        fprintf(r->o.log ? r->o.log : stderr, "epoch %d: %d frozen parameter tensors train from now on, lr %g\n",
+                epoch, n, (double)r->o.unfreeze_lr);
+    return EM_OK;
+}
+
+/* Frozen parameters, for unfreezing later. */
+static int note_frozen(run *r)
+{
+    int count = 0;
+    const em_named_tensor *state = em_model_state(r->m, &count);
+    size_t len = 0;
+    for (int i = 0; i < count; i++)
+        if (em_param_is_frozen(state[i].tensor))
+            len += strlen(state[i].name) + 1;
+    if (len == 0)
+        return EM_OK;
+    r->frozen_pattern = malloc(len);
+    if (!r->frozen_pattern)
+        return em_error("train: out of memory");
+    r->frozen_pattern[0] = '\0';
+    for (int i = 0; i < count; i++) {
+        if (!em_param_is_frozen(state[i].tensor))
+            continue;
+        if (r->frozen_pattern[0])
+            strcat(r->frozen_pattern, "|");
+        strcat(r->frozen_pattern, state[i].name);
+    }
+    return EM_OK;
+}
+
+/* Restores model, optimizer, generators and data position from a full checkpoint. */
+static int resume_from(run *r, const char *path)
+{
+    em_train_position pos;
+    if (em_checkpoint_read_position(path, &pos) != EM_OK)
+        return EM_ERR;
+    if (pos.batch_size != r->o.batch_size || pos.train_count != r->train->count || pos.shuffle != r->o.shuffle)
+        return em_error("%s was written training on %lld examples in batches of %lld%s; this run has %lld in "
+                        "batches of %lld%s, so the data order could not continue: use the same data and "
+                        "options to resume",
+                        path, (long long)pos.train_count, (long long)pos.batch_size, pos.shuffle ? "" : " (no shuffling)",
+                        (long long)r->train->count, (long long)r->o.batch_size, r->o.shuffle ? "" : " (no shuffling)");
+    if (pos.epoch > r->o.epochs)
+        return em_error("%s is at the start of epoch %d, past the %d epoch%s asked for: nothing left to train "
+                        "(ask for more epochs)",
+                        path, pos.epoch, r->o.epochs, r->o.epochs == 1 ? "" : "s");
+    /* A checkpoint written after the unfreezing holds the rebuilt optimizer. */
+    int ua = r->o.unfreeze_after;
+    if (ua > 0 && (pos.epoch > ua + 1 || (pos.epoch == ua + 1 && pos.loader.batches_done > 0)) &&
+        unfreeze(r, pos.epoch) != EM_OK)
+        return EM_ERR;
+    if (em_checkpoint_load(path, r->m, r->opt, &pos) != EM_OK)
+        return EM_ERR;
+    if (em_loader_seek(r->loader, &pos.loader) != EM_OK)
+        return em_error_prefix("%s: ", path);
+    r->resume = pos;
+    r->steps = pos.step;
+    r->last_checkpoint_step = pos.step;
+    r->first_epoch = pos.epoch;
+    r->loader_ready = true;
+    r->resume_mid_epoch = pos.loader.batches_done > 0;
+    return EM_OK;
+}
 
 static int write_plot(run *r)
 {
@@ -132,11 +262,18 @@ static int write_plot(run *r)
 static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_out)
 {
     em_model_set_training(r->m, true);
-    if (epoch > 1)
+    if (!r->loader_ready)
         em_loader_reset(r->loader);
+    r->loader_ready = false;
     em_progress_epoch_begin(&r->progress, epoch);
     double loss_sum = 0.0;
     int64_t items = 0, done = 0;
+    if (r->resume_mid_epoch) {
+        loss_sum = r->resume.epoch_loss_sum;
+        items = r->resume.epoch_items;
+        done = r->resume.loader.batches_done;
+        r->resume_mid_epoch = false;
+    }
     em_batch b;
     while (em_loader_next(r->loader, &b)) {
         int64_t step = r->steps + 1;
@@ -169,6 +306,14 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
         loss_sum += value;
         em_metrics_step(r->metrics, step, epoch, value, em_optim_lr(r->opt), em_now() - r->start);
         em_progress_step(&r->progress, done, items, loss_sum / (double)done);
+        bool due = r->o.checkpoint_every > 0 && r->steps % r->o.checkpoint_every == 0;
+        if (r->o.checkpoint_path && (due || (stop_requested(r) && r->last_checkpoint_step != r->steps)) &&
+            write_checkpoint(r, epoch, loss_sum, items, false) != EM_OK)
+            return EM_ERR;
+        if (stop_requested(r)) {
+            r->interrupted = true;
+            return EM_OK;
+        }
     }
     if (done != r->batches)
         return em_error("epoch %d: read %lld of %lld batches of %s (%s)", epoch, (long long)done,
@@ -180,11 +325,15 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
 
 static int train_all(run *r, em_train_result *result)
 {
-    for (int epoch = 1; epoch <= r->o.epochs; epoch++) {
+    for (int epoch = r->first_epoch; epoch <= r->o.epochs; epoch++) {
         double t0 = em_now(), loss_sum = 0.0;
         int64_t items = 0;
+        if (r->o.unfreeze_after > 0 && epoch == r->o.unfreeze_after + 1 && !r->unfrozen && unfreeze(r, epoch) != EM_OK)
+            return EM_ERR;
         if (train_epoch(r, epoch, &loss_sum, &items) != EM_OK)
             return EM_ERR;
+        if (r->interrupted)
+            return EM_OK;
         em_epoch_stats s;
         s.epoch = epoch;
         s.seconds = em_now() - t0;
@@ -205,6 +354,13 @@ static int train_all(run *r, em_train_result *result)
             result->last = s;
             result->steps = r->steps;
             result->total_seconds = em_now() - r->start;
+        }
+        if (r->o.checkpoint_path && (epoch == r->o.epochs || stop_requested(r)) &&
+            write_checkpoint(r, epoch, 0.0, 0, true) != EM_OK)
+            return EM_ERR;
+        if (stop_requested(r) && epoch < r->o.epochs) {
+            r->interrupted = true;
+            return EM_OK;
         }
     }
     return EM_OK;
@@ -247,6 +403,10 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     r.train = train;
     r.test = test;
     r.start = em_now();
+    r.first_epoch = 1;
+    r.loader_ready = true; /* a new loader stands at the first epoch's start */
+    if (r.o.unfreeze_after > 0 && note_frozen(&r) != EM_OK)
+        return EM_ERR;
 
     int rc = EM_ERR;
     r.opt = em_optim_new(m, r.o.optimizer, &r.o.optim);
@@ -258,12 +418,19 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     if (!r.loader)
         goto done;
     r.batches = em_loader_batches(r.loader);
+    if (r.o.resume_path && resume_from(&r, r.o.resume_path) != EM_OK)
+        goto done;
     /* Everything the loop records is allocated here, before the first step. */
     r.epoch_train_loss = malloc((size_t)r.o.epochs * sizeof(double));
     r.epoch_test_loss = malloc((size_t)r.o.epochs * sizeof(double));
     r.epoch_accuracy = malloc((size_t)r.o.epochs * sizeof(double));
     if (r.o.plot_path)
         r.step_loss = malloc((size_t)(r.batches * r.o.epochs) * sizeof(float));
+    /* A resumed run has no figures for the steps and epochs before it. */
+    for (int64_t i = 0; r.step_loss && i < r.steps; i++)
+        r.step_loss[i] = NAN;
+    for (int e = 0; r.epoch_accuracy && e < r.first_epoch - 1 && e < r.o.epochs; e++)
+        r.epoch_train_loss[e] = r.epoch_test_loss[e] = r.epoch_accuracy[e] = NAN;
     if (!r.epoch_train_loss || !r.epoch_test_loss || !r.epoch_accuracy || (r.o.plot_path && !r.step_loss)) {
         em_error("train: out of memory for the metrics of %d epochs", r.o.epochs);
         goto done;
@@ -276,8 +443,11 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     rc = train_all(&r, result);
     em_set_grad_enabled(grad_was);
     em_progress_interrupt(&r.progress);
-    if (result)
+    if (result) {
         result->steps = r.steps;
+        result->interrupted = r.interrupted;
+        result->checkpoints_written = r.checkpoints;
+    }
 
     /* The metrics and the plot are written even after a divergence (they show it);
      * the checkpoint only after a complete run. The first error is the one reported. */
@@ -304,5 +474,6 @@ done:
     free(r.epoch_accuracy);
     em_loader_free(r.loader);
     em_optim_free(r.opt);
+    free(r.frozen_pattern);
     return rc;
 }

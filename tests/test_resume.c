@@ -1,0 +1,335 @@
+/* Exact resume: training N steps straight and training N/2, writing a full checkpoint,
+ * then resuming for the rest give bit-identical weights and optimizer state, for every
+ * optimizer, with dropout (the model's generator) and shuffling (the loader's), whether
+ * the cut falls inside an epoch or between two. Also: checkpointing does not perturb a
+ * run, a stop request ends a run cleanly after one step, resuming refuses data that
+ * would change the order, and the loader's position replays an epoch exactly. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+#define COUNT 200
+#define FEATURES 6
+#define CLASSES 3
+
+static float features[COUNT * FEATURES];
+static int32_t labels[COUNT];
+
+/* Three Gaussian blobs: learnable, but not in a few steps. */
+static em_dataset make_data(void)
+{
+    em_rng rng;
+    em_rng_seed(&rng, 99);
+    for (int i = 0; i < COUNT; i++) {
+        labels[i] = (int32_t)em_rng_below(&rng, CLASSES);
+        for (int j = 0; j < FEATURES; j++)
+            features[i * FEATURES + j] = em_rng_normal(&rng) + (j % CLASSES == labels[i] ? 1.5f : 0.0f);
+    }
+    em_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.count = COUNT;
+    ds.item_ndim = 1;
+    ds.item_shape[0] = FEATURES;
+    ds.item_numel = FEATURES;
+    ds.features = features;
+    ds.labels = labels;
+    ds.num_classes = CLASSES;
+    snprintf(ds.source, sizeof ds.source, "blobs");
+    return ds;
+}
+
+static const char *const description = "input 6\nlinear 16\nrelu\ndropout 0.25\nlinear 12\ntanh\nlinear 3\n";
+
+static const char *tmp(const char *name)
+{
+    static char buf[4][1024];
+    static int next;
+    char *p = buf[next++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", test_tmpdir(), name);
+    return p;
+}
+
+typedef struct run_spec {
+    em_optim_kind kind;
+    em_optim_opts optim;
+    int epochs;
+    int64_t batch;
+    int64_t max_steps;
+    int64_t every;
+    const char *checkpoint;
+    const char *resume;
+    volatile sig_atomic_t *stop;
+} run_spec;
+
+/* Trains a fresh model (seed 7) as specified; NULL after a failure (reported). */
+static em_model *train(const em_dataset *ds, const run_spec *s, em_train_result *result)
+{
+    em_model *m = em_model_parse(description, "test_resume", 7);
+    if (!m)
+        return NULL;
+    em_train_opts o = em_train_defaults();
+    o.epochs = s->epochs;
+    o.batch_size = s->batch;
+    o.optimizer = s->kind;
+    o.optim = s->optim;
+    o.seed = 1234;
+    o.progress = EM_PROGRESS_QUIET;
+    o.checkpoint_path = s->checkpoint;
+    o.checkpoint_every = s->every;
+    o.resume_path = s->resume;
+    o.max_steps = s->max_steps;
+    o.stop_requested = s->stop;
+    if (em_train(m, ds, ds, &o, result) != EM_OK) {
+        fprintf(stderr, "training: %s\n", ember_last_error());
+        em_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The first differing tensor's name, or NULL when every tensor agrees bit for bit. */
+static const char *first_difference(const em_model *a, const em_model *b)
+{
+    int na = 0, nb = 0;
+    const em_named_tensor *sa = em_model_state(a, &na), *sb = em_model_state(b, &nb);
+    if (na != nb)
+        return "(tensor count)";
+    for (int i = 0; i < na; i++)
+        if (!em_same_shape(sa[i].tensor, sb[i].tensor) ||
+            memcmp(sa[i].tensor->data, sb[i].tensor->data, (size_t)sa[i].tensor->numel * sizeof(float)) != 0)
+            return sa[i].name;
+    return NULL;
+}
+
+/* Every tensor of two checkpoint files agrees bit for bit (optimizer state included). */
+static bool same_files(const char *a, const char *b)
+{
+    em_st_file *fa = em_st_open(a), *fb = em_st_open(b);
+    bool same = fa && fb && em_st_count(fa) == em_st_count(fb);
+    for (int i = 0; same && i < em_st_count(fa); i++) {
+        const em_st_entry *ea = em_st_entry_at(fa, i);
+        const em_st_entry *eb = em_st_find(fb, ea->name);
+        same = eb && ea->nbytes == eb->nbytes && memcmp(ea->data, eb->data, ea->nbytes) == 0;
+        if (!same)
+            fprintf(stderr, "checkpoints differ at '%s'\n", ea->name);
+    }
+    em_st_close(fa);
+    em_st_close(fb);
+    return same;
+}
+
+static void test_split_resume(const em_dataset *ds, const char *what, em_optim_kind kind, em_optim_opts optim,
+                              int64_t cut)
+{
+    /* 200 examples in batches of 32: 7 steps an epoch, 21 in three. */
+    run_spec straight = {.kind = kind, .optim = optim, .epochs = 3, .batch = 32, .checkpoint = tmp("straight.st")};
+    em_train_result r_straight, r_first, r_second;
+    em_model *a = train(ds, &straight, &r_straight);
+    CHECK(a && r_straight.steps == 21 && !r_straight.interrupted);
+
+    run_spec first = straight;
+    first.checkpoint = tmp("half.st");
+    first.max_steps = cut;
+    em_model *b = train(ds, &first, &r_first);
+    CHECK_MSG(b && r_first.interrupted && r_first.steps == cut && r_first.checkpoints_written == 1,
+              "%s: first half: steps %lld, interrupted %d", what, (long long)r_first.steps, r_first.interrupted);
+    if (a && b)
+        CHECK_MSG(first_difference(a, b) != NULL, "%s: the half-trained model equals the full one", what);
+
+    run_spec second = straight;
+    second.checkpoint = tmp("resumed.st");
+    second.resume = first.checkpoint;
+    em_model *c = train(ds, &second, &r_second);
+    CHECK_MSG(c && r_second.steps == 21 && !r_second.interrupted, "%s: resumed run", what);
+    if (a && c) {
+        const char *diff = first_difference(a, c);
+        CHECK_MSG(diff == NULL, "%s, cut after step %lld: tensor '%s' differs after resuming", what, (long long)cut,
+                  diff);
+        /* The same epoch figures, the interrupted epoch's mean loss included. */
+        CHECK(r_second.last.train_loss == r_straight.last.train_loss);
+        CHECK(r_second.last.test_accuracy == r_straight.last.test_accuracy);
+        /* And the final checkpoints agree, optimizer state and step counts included. */
+        CHECK_MSG(same_files(straight.checkpoint, second.checkpoint), "%s: final checkpoints differ", what);
+    }
+    em_model_free(a);
+    em_model_free(b);
+    em_model_free(c);
+}
+
+static void test_every_optimizer(const em_dataset *ds)
+{
+    em_optim_opts sgd = em_optim_defaults(EM_OPTIM_SGD);
+    sgd.lr = 0.05f, sgd.momentum = 0.9f, sgd.nesterov = true, sgd.weight_decay = 1e-3f;
+    em_optim_opts adam = em_optim_defaults(EM_OPTIM_ADAM);
+    adam.lr = 0.01f, adam.amsgrad = true;
+    em_optim_opts rms = em_optim_defaults(EM_OPTIM_RMSPROP);
+    rms.momentum = 0.5f, rms.centered = true, rms.lr = 0.003f;
+    em_optim_opts adagrad = em_optim_defaults(EM_OPTIM_ADAGRAD);
+    adagrad.lr_decay = 0.01f, adagrad.initial_accumulator_value = 0.1f;
+    em_optim_opts adamw = em_optim_defaults(EM_OPTIM_ADAMW);
+    adamw.lr = 0.01f;
+    test_split_resume(ds, "sgd nesterov", EM_OPTIM_SGD, sgd, 10);
+    test_split_resume(ds, "adam amsgrad", EM_OPTIM_ADAM, adam, 10);
+    test_split_resume(ds, "rmsprop centered", EM_OPTIM_RMSPROP, rms, 10);
+    test_split_resume(ds, "adagrad", EM_OPTIM_ADAGRAD, adagrad, 10);
+    test_split_resume(ds, "adamw", EM_OPTIM_ADAMW, adamw, 10);
+    /* Cuts at an epoch's end, right after the first step, and before the last step. */
+    test_split_resume(ds, "adam, epoch boundary", EM_OPTIM_ADAM, adam, 7);
+    test_split_resume(ds, "adam, after step 1", EM_OPTIM_ADAM, adam, 1);
+    test_split_resume(ds, "sgd, before the last step", EM_OPTIM_SGD, sgd, 20);
+}
+
+/* Writing checkpoints along the way changes nothing; the last one is the end state. */
+static void test_checkpointing_is_invisible(const em_dataset *ds)
+{
+    em_optim_opts adam = em_optim_defaults(EM_OPTIM_ADAM);
+    run_spec plain = {.kind = EM_OPTIM_ADAM, .optim = adam, .epochs = 2, .batch = 16};
+    run_spec every = plain;
+    every.checkpoint = tmp("every.st");
+    every.every = 3;
+    em_train_result rp, re;
+    em_model *a = train(ds, &plain, &rp);
+    em_model *b = train(ds, &every, &re);
+    CHECK(a && b && first_difference(a, b) == NULL);
+    /* 13 steps an epoch: checkpoints at 3, 6, ..., 24, and at the end (26). */
+    CHECK_MSG(re.checkpoints_written == 9, "%d checkpoints", re.checkpoints_written);
+    em_train_position pos;
+    CHECK(em_checkpoint_read_position(every.checkpoint, &pos) == EM_OK);
+    CHECK(pos.step == 26 && pos.epoch == 3 && pos.loader.batches_done == 0 && pos.batch_size == 16);
+    /* The weights in it load into a plain model, the optimizer state not counting as
+     * unexpected; the file rebuilds the model too. */
+    em_model *c = em_model_parse(description, "test", 1);
+    int missing = -1, unexpected = -1;
+    CHECK(c && em_load_weights(c, every.checkpoint, true, &missing, &unexpected) == EM_OK);
+    CHECK(missing == 0 && unexpected == 0 && first_difference(b, c) == NULL);
+    em_model *d = em_model_from_checkpoint(every.checkpoint);
+    CHECK(d && first_difference(b, d) == NULL);
+    em_st_file *f = em_st_open(every.checkpoint);
+    CHECK(f && em_st_find(f, "optim.state.0.weight.exp_avg") && em_st_find(f, "optim.state.5.bias.exp_avg_sq"));
+    CHECK(f && !em_st_find(f, "optim.state.0.weight.max_exp_avg_sq")); /* no amsgrad */
+    CHECK(f && em_st_metadata(f, "ember.optimizer") && strstr(em_st_metadata(f, "ember.optimizer"), "\"adam\""));
+    em_st_close(f);
+    em_model_free(a);
+    em_model_free(b);
+    em_model_free(c);
+    em_model_free(d);
+}
+
+static void test_stop_request(const em_dataset *ds)
+{
+    volatile sig_atomic_t stop = 1; /* as if Ctrl-C came during the first step */
+    em_optim_opts sgd = em_optim_defaults(EM_OPTIM_SGD);
+    sgd.momentum = 0.9f;
+    run_spec s = {.kind = EM_OPTIM_SGD, .optim = sgd, .epochs = 2, .batch = 50, .checkpoint = tmp("stop.st"),
+                  .stop = &stop};
+    em_train_result r;
+    em_model *a = train(ds, &s, &r);
+    CHECK(a && r.interrupted && r.steps == 1 && r.checkpoints_written == 1);
+    em_train_position pos;
+    CHECK(em_checkpoint_read_position(s.checkpoint, &pos) == EM_OK && pos.step == 1 && pos.epoch == 1 &&
+          pos.loader.batches_done == 1);
+    stop = 0;
+    s.resume = s.checkpoint;
+    s.checkpoint = tmp("stop_resumed.st");
+    em_model *b = train(ds, &s, &r);
+    s.resume = NULL;
+    s.stop = NULL;
+    em_model *c = train(ds, &s, &r);
+    CHECK(b && c && first_difference(b, c) == NULL && r.steps == 8);
+    em_model_free(a);
+    em_model_free(b);
+    em_model_free(c);
+}
+
+static void test_refusals(const em_dataset *ds)
+{
+    em_optim_opts sgd = em_optim_defaults(EM_OPTIM_SGD);
+    run_spec s = {.kind = EM_OPTIM_SGD, .optim = sgd, .epochs = 1, .batch = 32, .checkpoint = tmp("refuse.st")};
+    em_train_result r;
+    em_model_free(train(ds, &s, &r));
+
+    em_model *m = em_model_parse(description, "test", 7);
+    em_train_opts o = em_train_defaults();
+    o.progress = EM_PROGRESS_QUIET;
+    o.batch_size = 64; /* another batch size: another order */
+    o.epochs = 2;
+    o.resume_path = s.checkpoint;
+    CHECK(em_train(m, ds, NULL, &o, NULL) == EM_ERR);
+    CHECK_ERROR_CONTAINS("batches of 32");
+    CHECK_ERROR_CONTAINS("refuse.st");
+    o.batch_size = 32;
+    o.epochs = 1; /* the checkpoint is at the start of epoch 2 */
+    CHECK(em_train(m, ds, NULL, &o, NULL) == EM_ERR);
+    CHECK_ERROR_CONTAINS("nothing left to train");
+    o.epochs = 2;
+    o.optimizer = EM_OPTIM_ADAM;
+    o.optim = em_optim_defaults(EM_OPTIM_ADAM);
+    CHECK(em_train(m, ds, NULL, &o, NULL) == EM_ERR);
+    CHECK_ERROR_CONTAINS("holds sgd state");
+    /* Weights only: not a full checkpoint. */
+    CHECK(em_save_weights(m, tmp("weights.st")) == EM_OK);
+    o.optimizer = EM_OPTIM_SGD;
+    o.optim = sgd;
+    o.resume_path = tmp("weights.st");
+    CHECK(em_train(m, ds, NULL, &o, NULL) == EM_ERR);
+    CHECK_ERROR_CONTAINS("not a full training checkpoint");
+    /* Another model. */
+    em_model *other = em_model_parse("input 6\nlinear 5\nrelu\nlinear 3\n", "other", 1);
+    o.resume_path = s.checkpoint;
+    CHECK(other && em_train(other, ds, NULL, &o, NULL) == EM_ERR);
+    CHECK_ERROR_CONTAINS("'0.weight' has shape [16, 6] in the checkpoint but [5, 6] in the model");
+    em_model_free(other);
+    em_model_free(m);
+}
+
+/* The loader's position replays the rest of an epoch without gathering the rest. */
+static void test_loader_position(const em_dataset *ds)
+{
+    em_loader *a = em_loader_new(ds, 30, true, 5), *b = em_loader_new(ds, 30, true, 77);
+    em_batch x, y;
+    for (int e = 0; e < 2; e++) {
+        em_loader_reset(a);
+        for (int i = 0; i < 3; i++)
+            em_loader_next(a, &x);
+    }
+    em_loader_position pos = em_loader_tell(a);
+    CHECK(pos.batches_done == 3);
+    CHECK(em_loader_seek(b, &pos) == EM_OK);
+    int batches = 0;
+    bool same = true;
+    while (em_loader_next(a, &x)) {
+        int32_t ya[30];
+        memcpy(ya, x.y, (size_t)x.n * sizeof *ya);
+        same = same && em_loader_next(b, &y) && y.n == x.n && y.index == x.index &&
+               memcmp(ya, y.y, (size_t)x.n * sizeof *ya) == 0;
+        batches++;
+    }
+    CHECK(same && batches == 4 && !em_loader_next(b, &y));
+    /* The next epochs agree too: the generators are in the same state. */
+    em_loader_reset(a);
+    em_loader_reset(b);
+    CHECK(em_loader_next(a, &x));
+    int32_t first[30];
+    memcpy(first, x.y, sizeof first);
+    CHECK(em_loader_next(b, &y) && memcmp(first, y.y, sizeof first) == 0);
+    pos.batches_done = 8;
+    CHECK(em_loader_seek(b, &pos) == EM_ERR);
+    CHECK_ERROR_CONTAINS("has 7");
+    em_loader_free(a);
+    em_loader_free(b);
+    em_step_end();
+}
+
+int main(void)
+{
+    em_set_num_threads(2);
+    em_dataset ds = make_data();
+    test_loader_position(&ds);
+    test_every_optimizer(&ds);
+    test_checkpointing_is_invisible(&ds);
+    test_stop_request(&ds);
+    test_refusals(&ds);
+    em_release_thread_state();
+    return test_finish();
+}
