@@ -116,7 +116,17 @@ static void max_plane_2x2(const pool_geom *g, const float *x, float *y, int32_t 
                 memcpy(ar + ox, &at, sizeof at);
             }
         }
-        if (rest) {
+        if (rest && (2 * oy + 1) * g->w + 2 * full + 32 <= g->h * g->w && oy + 1 < g->oh &&
+            oy * g->ow + full + 16 <= g->oh * g->ow) {
+            /* The last few windows as a whole vector: its reads past the row stay in the
+             * plane, and its writes past the row land in the next output row of the same
+             * plane, which is written after this one. */
+            em_store16(yr + full, max_2x2_lanes(r0 + 2 * full, r1 + 2 * full, w, &at));
+            if (ar) {
+                at += lane2 + (base + (int32_t)(2 * full));
+                memcpy(ar + full, &at, sizeof at);
+            }
+        } else if (rest) {
             /* The last few windows through zero-padded copies of their rows. */
             float t0[32] = {0}, t1[32] = {0}, out[16];
             memcpy(t0, r0 + 2 * full, (size_t)(2 * rest) * sizeof(float));
