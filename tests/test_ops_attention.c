@@ -425,6 +425,8 @@ static void test_cache_errors(void)
     CHECK_ERROR_CONTAINS("3 heads");
     CHECK(em_kv_cache_new(arena, 0, 8, 2) == NULL);
     CHECK(em_kv_cache_new(NULL, 8, 8, 2) == NULL);
+    CHECK(em_kv_cache_new(arena, INT64_MAX / 2, 8, 2) == NULL);
+    CHECK_ERROR_CONTAINS("too large");
     em_kv_cache *cache = em_kv_cache_new(arena, 8, 8, 2);
     CHECK(cache != NULL);
     em_tensor *k = em_tensor_zeros2(NULL, 3, 8), *v = em_tensor_zeros2(NULL, 2, 8);

@@ -5,6 +5,7 @@
  * Values are stored as rows [max_len][C]. Attending calls the very kernel the training
  * op uses, so a cached position's output equals the full forward's row for it. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "ember/error.h"
@@ -29,6 +30,9 @@ em_kv_cache *em_kv_cache_new(em_arena *arena, int64_t max_len, int64_t channels,
     if (channels % n_heads != 0)
         return em_error("kv_cache: C = %lld channels is not divisible by %d heads",
                         (long long)channels, n_heads), NULL;
+    if (max_len > (INT64_MAX / 4 - 64) / channels)
+        return em_error("kv_cache: max_len %lld x %lld channels is too large", (long long)max_len,
+                        (long long)channels), NULL;
     em_kv_cache *c = em_arena_alloc(arena, sizeof *c);
     if (!c)
         return NULL;
