@@ -7,6 +7,7 @@
 
 #include "args.h"
 #include "cli_common.h"
+#include "cli_stop.h"
 #include "commands.h"
 #include "ember.h"
 
@@ -62,6 +63,8 @@ int cmd_train_main(int argc, char **argv, int first)
     double lr = 0, momentum = 0, weight_decay = 0;
     bool nesterov = false, no_shuffle = false;
     const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL;
+    const char *checkpoint_path = NULL, *resume_path = NULL;
+    int64_t checkpoint_every = 0, max_steps = 0;
     int progress = EM_PROGRESS_AUTO;
 
     const char *optimizer_names[EM_OPTIM_KIND_COUNT + 1];
@@ -94,6 +97,16 @@ int cmd_train_main(int argc, char **argv, int first)
          0, 0, NULL, false},
         {"metrics", ARGS_STRING, "FILE.csv", &metrics_path, "write per-step and per-epoch metrics",
          NULL, 0, 0, NULL, false},
+        {"checkpoint", ARGS_STRING, "FILE", &checkpoint_path,
+         "full training state (weights, optimizer, data position, generators), written at the "
+         "end, every --checkpoint-every steps and on Ctrl-C", NULL, 0, 0, NULL, false},
+        {"checkpoint-every", ARGS_INT, "N", &checkpoint_every, "steps between checkpoints",
+         "0: at the end only", 0, 9e15, NULL, false},
+        {"resume", ARGS_STRING, "FILE", &resume_path,
+         "continue from a checkpoint; with the same model, data, options and thread count "
+         "the results are bit-identical to an uninterrupted run", NULL, 0, 0, NULL, false},
+        {"max-steps", ARGS_INT, "N", &max_steps, "stop after this many steps in total, as Ctrl-C does",
+         "0: no limit", 0, 9e15, NULL, false},
         {"label-column", ARGS_INT, "N", &label_column, "CSV column holding the label (0-based)",
          "-1: the last column", -1, 1e6, NULL, false},
         {"no-shuffle", ARGS_FLAG, NULL, &no_shuffle, "visit the training data in file order", NULL,
@@ -126,6 +139,8 @@ int cmd_train_main(int argc, char **argv, int first)
                                 em_optim_name(kind));
     if (nesterov && momentum <= 0)
         return args_usage_error(&spec, "--nesterov needs a --momentum above 0");
+    if (checkpoint_every > 0 && !checkpoint_path)
+        return args_usage_error(&spec, "--checkpoint-every needs --checkpoint FILE");
 
     em_set_num_threads((int)threads);
 
@@ -148,13 +163,19 @@ int cmd_train_main(int argc, char **argv, int first)
     opts.save_path = save_path;
     opts.plot_path = plot_path;
     opts.metrics_path = metrics_path;
+    opts.checkpoint_path = checkpoint_path;
+    opts.checkpoint_every = checkpoint_every;
+    opts.resume_path = resume_path;
+    opts.max_steps = max_steps;
+    opts.interrupt_path = CLI_INTERRUPT_CHECKPOINT;
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;
     em_model *model = NULL;
     if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
         (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
-        (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK))
+        (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK) ||
+        (checkpoint_path && cli_check_writable("checkpoint", checkpoint_path) != EM_OK))
         goto fail;
     model = em_model_load(model_path, (uint64_t)seed);
     if (!model)
@@ -183,9 +204,18 @@ int cmd_train_main(int argc, char **argv, int first)
 
     em_train_result result;
     memset(&result, 0, sizeof result);
-    if (em_train(model, train, test, &opts, &result) != EM_OK)
+    opts.stop_requested = cli_stop_install();
+    int trained = em_train(model, train, test, &opts, &result);
+    cli_stop_restore();
+    if (trained != EM_OK)
         goto fail;
+    if (result.interrupted) {
+        exit_status = cli_report_stop(&result, checkpoint_path);
+        goto done;
+    }
     print_final(&result, test);
+    if (checkpoint_path)
+        printf("checkpoint %s\n", checkpoint_path);
     if (save_path)
         printf("saved %s\n", save_path);
     if (plot_path)

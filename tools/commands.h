@@ -6,5 +6,7 @@
 int cmd_train_main(int argc, char **argv, int first);
 int cmd_eval_main(int argc, char **argv, int first);
 int cmd_gradcheck_main(int argc, char **argv, int first);
+int cmd_inspect_main(int argc, char **argv, int first);
+int cmd_finetune_main(int argc, char **argv, int first);
 
 #endif

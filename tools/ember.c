@@ -18,6 +18,8 @@ static const command commands[] = {
     {"train", "train a model described in a file on a dataset", cmd_train_main},
     {"eval", "loss and accuracy of saved weights on a dataset", cmd_eval_main},
     {"gradcheck", "compare a model's gradients with finite differences", cmd_gradcheck_main},
+    {"finetune", "train from pre-trained weights: freeze, new head (transfer learning)", cmd_finetune_main},
+    {"inspect", "list the tensors, dtypes, shapes and metadata of a safetensors file", cmd_inspect_main},
 };
 enum { N_COMMANDS = (int)(sizeof commands / sizeof commands[0]) };
 

@@ -59,6 +59,12 @@ int em_dataset_split(const em_dataset *ds, double fraction, uint64_t seed, em_da
 /* n examples drawn at random with the seed, in the dataset's order; for the same seed a
  * smaller sample is part of a larger one (nested subsets, for learning curves). */
 em_dataset *em_dataset_sample(const em_dataset *ds, int64_t n, uint64_t seed);
+/* The examples of the listed classes, relabelled 0..n_classes-1 in the order listed
+ * (a transfer task: "classes 5-9"), in the dataset's order; with per_class > 0, a
+ * seeded sample of at most that many of each class. Errors name a class that is out of
+ * range, listed twice or has no example. */
+em_dataset *em_dataset_select_classes(const em_dataset *ds, const int *classes, int n_classes,
+                                      int64_t per_class, uint64_t seed);
 
 /* ---- batching ---------------------------------------------------------------------- */
 typedef struct em_batch {

@@ -48,6 +48,8 @@ typedef struct em_train_opts {
      * result->interrupted set. */
     volatile sig_atomic_t *stop_requested;
     int64_t max_steps;           /* > 0: stop the same way once this many steps are done */
+    const char *interrupt_path;  /* where a stop writes the checkpoint when checkpoint_path
+                                  * is NULL (NULL: nowhere) */
 
     /* ---- transfer learning (ember/transfer.h) ---- */
     int unfreeze_after;          /* > 0: after this many epochs the frozen parameters ... */

@@ -10,8 +10,8 @@
  * i0+tile-1 only (scores round that up to 16 keys), which skips about half of each T x T
  * product.
  *
- * The vectors are GCC/Clang vector extensions, which the compiler lowers to AVX-512,
- * AVX2 or SSE as the target allows. Head sizes that are not a multiple of 16 take plain
+ * The vectors are GCC/Clang vector extensions (vec16.h), which the compiler lowers to
+ * AVX-512, AVX2 or SSE as the target allows. Head sizes that are not a multiple of 16 take plain
  * loops for the channels past the last multiple.
  *
  * Each output element is one sequential chain of fused multiply-adds over the same
@@ -25,40 +25,28 @@
 
 #include "ops/attention_kernel.h"
 #include "ops/fastmath.h"
+#include "ops/vec16.h"
 
 #define ROWS EM_ATTENTION_TILE
 #define VEC 16             /* floats per vector */
 #define BLOCK (2 * VEC)    /* columns per register tile */
-
-typedef float vf16 __attribute__((vector_size(VEC * sizeof(float))));
-typedef int32_t vi16 __attribute__((vector_size(VEC * sizeof(int32_t))));
-
-/* Unaligned loads and stores; memcpy keeps them free of aliasing assumptions. */
-static inline vf16 load16(const float *p)
-{
-    vf16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store16(float *p, vf16 v) { memcpy(p, &v, sizeof v); }
 
 int64_t em_attention_padded(int64_t t) { return (t + BLOCK - 1) / BLOCK * BLOCK; }
 
 void em_attention_transpose(const float *src, int64_t ld_src, int64_t n, int64_t hd, float *dst,
                             int64_t ld_dst)
 {
-    const int64_t padded = em_attention_padded(n);
-    /* Blocks of 8 source rows: each source row is read once per block of destination
-     * rows, and 8 destination streams stay within a few cache lines. */
-    for (int64_t j0 = 0; j0 < n; j0 += 8) {
-        const int64_t j1 = j0 + 8 < n ? j0 + 8 : n;
-        for (int64_t d = 0; d < hd; d++) {
-            float *row = dst + d * ld_dst;
-            for (int64_t j = j0; j < j1; j++)
-                row[j] = src[j * ld_src + d];
-        }
-    }
+    const int64_t padded = em_attention_padded(n), n16 = n / VEC * VEC, hd16 = hd / VEC * VEC;
+    for (int64_t j0 = 0; j0 < n16; j0 += VEC)
+        for (int64_t d0 = 0; d0 < hd16; d0 += VEC)
+            em_transpose16(src + j0 * ld_src + d0, ld_src, dst + d0 * ld_dst + j0, ld_dst, 0);
+    /* the edges: channels past the last multiple of 16, then positions likewise */
+    for (int64_t d = hd16; d < hd; d++)
+        for (int64_t j = 0; j < n; j++)
+            dst[d * ld_dst + j] = src[j * ld_src + d];
+    for (int64_t d = 0; d < hd16; d++)
+        for (int64_t j = n16; j < n; j++)
+            dst[d * ld_dst + j] = src[j * ld_src + d];
     for (int64_t d = 0; d < hd; d++)
         for (int64_t j = n; j < padded; j++)
             dst[d * ld_dst + j] = 0.0f;
@@ -74,9 +62,10 @@ static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, in
         rows[r] = a + (r < nr ? r : nr - 1) * lda;
     int64_t j0 = 0;
     for (; n - j0 > VEC; j0 += BLOCK) {
-        vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
+        em_vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
         for (int64_t d = 0; d < hd; d++) {
-            const vf16 b0 = load16(bt + d * ldb + j0), b1 = load16(bt + d * ldb + j0 + VEC);
+            const float *bd = bt + d * ldb + j0;
+            const em_vf16 b0 = em_load16(bd), b1 = em_load16(bd + VEC);
             for (int r = 0; r < ROWS; r++) {
                 const float ad = rows[r][d];
                 acc0[r] += ad * b0;
@@ -84,19 +73,19 @@ static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, in
             }
         }
         for (int r = 0; r < nr; r++) {
-            store16(s + r * lds + j0, acc0[r] * scale);
-            store16(s + r * lds + j0 + VEC, acc1[r] * scale);
+            em_store16(s + r * lds + j0, acc0[r] * scale);
+            em_store16(s + r * lds + j0 + VEC, acc1[r] * scale);
         }
     }
     if (j0 < n) {
-        vf16 acc[ROWS] = {0};
+        em_vf16 acc[ROWS] = {0};
         for (int64_t d = 0; d < hd; d++) {
-            const vf16 b = load16(bt + d * ldb + j0);
+            const em_vf16 b = em_load16(bt + d * ldb + j0);
             for (int r = 0; r < ROWS; r++)
                 acc[r] += rows[r][d] * b;
         }
         for (int r = 0; r < nr; r++)
-            store16(s + r * lds + j0, acc[r] * scale);
+            em_store16(s + r * lds + j0, acc[r] * scale);
     }
 }
 
@@ -109,10 +98,11 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
     int64_t d0 = 0;
     while (hd - d0 >= VEC) {
         const bool two = hd - d0 >= BLOCK;
-        vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
+        em_vf16 acc0[ROWS] = {0}, acc1[ROWS] = {0};
         if (two) {
             for (int64_t j = j_begin; j < j_end; j++) {
-                const vf16 s0 = load16(src + j * lds + d0), s1 = load16(src + j * lds + d0 + VEC);
+                const float *sj = src + j * lds + d0;
+                const em_vf16 s0 = em_load16(sj), s1 = em_load16(sj + VEC);
                 for (int r = 0; r < ROWS; r++) {
                     const float wj = w[r][j * wstride];
                     acc0[r] += wj * s0;
@@ -121,7 +111,7 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
             }
         } else {
             for (int64_t j = j_begin; j < j_end; j++) {
-                const vf16 s0 = load16(src + j * lds + d0);
+                const em_vf16 s0 = em_load16(src + j * lds + d0);
                 for (int r = 0; r < ROWS; r++)
                     acc0[r] += w[r][j * wstride] * s0;
             }
@@ -129,13 +119,13 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
         for (int r = 0; r < nr; r++) {
             float *o = out + r * ldo + d0;
             if (accumulate) {
-                store16(o, load16(o) + acc0[r]);
+                em_store16(o, em_load16(o) + acc0[r]);
                 if (two)
-                    store16(o + VEC, load16(o + VEC) + acc1[r]);
+                    em_store16(o + VEC, em_load16(o + VEC) + acc1[r]);
             } else {
-                store16(o, acc0[r]);
+                em_store16(o, acc0[r]);
                 if (two)
-                    store16(o + VEC, acc1[r]);
+                    em_store16(o + VEC, acc1[r]);
             }
         }
         d0 += two ? BLOCK : VEC;
@@ -182,20 +172,19 @@ static int64_t round_up_vec(int64_t n) { return (n + VEC - 1) / VEC * VEC; }
 
 /* Lane-wise maximum (either operand when equal; NaN lanes of x are dropped, but a NaN
  * score makes every exponential NaN anyway). */
-static inline vf16 max16(vf16 m, vf16 x)
+static inline em_vf16 max16(em_vf16 m, em_vf16 x)
 {
-    const vi16 greater = x > m;
-    return (vf16)(((vi16)x & greater) | ((vi16)m & ~greater));
+    return em_select16(x > m, x, m);
 }
 
 /* Horizontal reductions. AVX-512 has shuffle sequences for them; elsewhere a tree
  * (depth 4, not a chain of 15 dependent operations). Element-wise trees compile to
  * round trips through the stack with AVX-512, whose partial reloads stall. */
 #if defined(__AVX512F__)
-static inline float hmax16(vf16 v) { return _mm512_reduce_max_ps((__m512)v); }
-static inline float hsum16(vf16 v) { return _mm512_reduce_add_ps((__m512)v); }
+static inline float hmax16(em_vf16 v) { return _mm512_reduce_max_ps((__m512)v); }
+static inline float hsum16(em_vf16 v) { return _mm512_reduce_add_ps((__m512)v); }
 #else
-static inline float hmax16(vf16 v)
+static inline float hmax16(em_vf16 v)
 {
     float a[VEC / 2];
     for (int l = 0; l < VEC / 2; l++)
@@ -206,7 +195,7 @@ static inline float hmax16(vf16 v)
     return a[0];
 }
 
-static inline float hsum16(vf16 v)
+static inline float hsum16(em_vf16 v)
 {
     float a[VEC / 2];
     for (int l = 0; l < VEC / 2; l++)
@@ -222,17 +211,17 @@ static inline float hsum16(vf16 v)
  * and polynomial without its overflow and subnormal cases, which cannot occur or do not
  * matter here (below e^-87, near the smallest normal float, the result is 0; -inf gives
  * 0, NaN stays NaN). Same accuracy, about half the instructions. */
-static inline vf16 exp_nonpositive16(vf16 x)
+static inline em_vf16 exp_nonpositive16(em_vf16 x)
 {
-    const vi16 tiny = x < -87.0f;
-    x = (vf16)(((vi16)x & ~tiny) | ((vi16)((vf16){0} - 87.0f) & tiny));
-    const vf16 k = x * EM_LOG2E + EM_ROUND_MAGIC;
-    const vf16 n = k - EM_ROUND_MAGIC;
+    const em_vi16 tiny = x < -87.0f;
+    x = em_select16(tiny, em_splat16(-87.0f), x);
+    const em_vf16 k = x * EM_LOG2E + EM_ROUND_MAGIC;
+    const em_vf16 n = k - EM_ROUND_MAGIC;
     em_f32_bits magic;
     magic.f = EM_ROUND_MAGIC;
-    const vi16 ni = (vi16)k - (int32_t)magic.u;
-    const vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
-    vf16 q = (vf16){0} + 1.0f / 5040.0f;
+    const em_vi16 ni = (em_vi16)k - (int32_t)magic.u;
+    const em_vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
+    em_vf16 q = em_splat16(1.0f / 5040.0f);
     q = q * r + 1.0f / 720.0f;
     q = q * r + 1.0f / 120.0f;
     q = q * r + 1.0f / 24.0f;
@@ -240,18 +229,16 @@ static inline vf16 exp_nonpositive16(vf16 x)
     q = q * r + 0.5f;
     q = q * r + 1.0f;
     q = q * r + 1.0f;
-    const vf16 e = q * (vf16)((ni + 127) << 23);
-    return (vf16)((vi16)e & ~tiny);
+    const em_vf16 e = q * (em_vf16)((ni + 127) << 23);
+    return em_select16(tiny, em_splat16(0.0f), e);
 }
 
 /* x with the lanes from `valid` on (0 < valid <= 16) replaced by `fill`. In registers:
  * scalar stores followed by a vector load of the same bytes would stall the load. */
-static inline vf16 keep_lanes(vf16 x, int64_t valid, float fill)
+static inline em_vf16 keep_lanes(em_vf16 x, int64_t valid, float fill)
 {
-    static const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    const vi16 keep = lane < (int32_t)valid;
-    const vf16 f = (vf16){0} + fill;
-    return (vf16)(((vi16)x & keep) | ((vi16)f & ~keep));
+    static const em_vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return em_select16(lane < (int32_t)valid, x, em_splat16(fill));
 }
 
 /* In place for the rows r < nr of a tile starting at position i0: row r becomes the
@@ -266,23 +253,23 @@ static void softmax_tile(float *p, int64_t ldp, int nr, int64_t i0, int64_t n_ro
     for (int r = 0; r < nr; r++) {
         float *pr = p + r * ldp;
         const int64_t n_valid = i0 + r + 1, last = round_up_vec(n_valid) - VEC;
-        vf16 mv = keep_lanes(load16(pr + last), n_valid - last, -INFINITY);
+        em_vf16 mv = keep_lanes(em_load16(pr + last), n_valid - last, -INFINITY);
         for (int64_t j = 0; j < last; j += VEC)
-            mv = max16(mv, load16(pr + j));
+            mv = max16(mv, em_load16(pr + j));
         m[r] = hmax16(mv);
     }
     for (int r = 0; r < nr; r++) {
         float *pr = p + r * ldp;
         const int64_t n_valid = i0 + r + 1, last = round_up_vec(n_valid) - VEC;
-        vf16 sv = {0};
+        em_vf16 sv = {0};
         for (int64_t j = 0; j < last; j += VEC) {
-            const vf16 e = exp_nonpositive16(load16(pr + j) - m[r]);
-            store16(pr + j, e);
+            const em_vf16 e = exp_nonpositive16(em_load16(pr + j) - m[r]);
+            em_store16(pr + j, e);
             sv += e;
         }
-        const vf16 tail = keep_lanes(load16(pr + last), n_valid - last, -INFINITY);
-        const vf16 e = exp_nonpositive16(tail - m[r]);
-        store16(pr + last, e);
+        const em_vf16 tail = keep_lanes(em_load16(pr + last), n_valid - last, -INFINITY);
+        const em_vf16 e = exp_nonpositive16(tail - m[r]);
+        em_store16(pr + last, e);
         sv += e;
         inv[r] = 1.0f / hsum16(sv);
     }
@@ -290,7 +277,7 @@ static void softmax_tile(float *p, int64_t ldp, int nr, int64_t i0, int64_t n_ro
         float *pr = p + r * ldp;
         const int64_t n_vec = round_up_vec(i0 + r + 1);
         for (int64_t j = 0; j < n_vec; j += VEC)
-            store16(pr + j, load16(pr + j) * inv[r]);
+            em_store16(pr + j, em_load16(pr + j) * inv[r]);
         for (int64_t j = n_vec; j < n_row; j++)
             pr[j] = 0.0f;
     }
@@ -317,12 +304,12 @@ void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64
 static void score_gradient_row(const float *p, float *ds, int64_t i, int64_t n_row, float scale)
 {
     const int64_t n_vec = round_up_vec(i + 1);
-    vf16 dv = {0};
+    em_vf16 dv = {0};
     for (int64_t j = 0; j < n_vec; j += VEC)
-        dv += load16(p + j) * load16(ds + j);
+        dv += em_load16(p + j) * em_load16(ds + j);
     const float dot = hsum16(dv);
     for (int64_t j = 0; j < n_vec; j += VEC)
-        store16(ds + j, scale * load16(p + j) * (load16(ds + j) - dot));
+        em_store16(ds + j, scale * em_load16(p + j) * (em_load16(ds + j) - dot));
     for (int64_t j = i + 1; j < n_row; j++)
         ds[j] = 0.0f;
 }
