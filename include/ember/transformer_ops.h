@@ -41,7 +41,10 @@ em_tensor *em_causal_attention_qkv(em_tensor *qkv, int n_heads);
 /* One layer's keys and values of one sequence (batch 1) for up to max_len positions, so
  * that each new token attends to the cached ones instead of recomputing the prefix.
  * Inference only: nothing is recorded on the tape. The result for a position equals the
- * corresponding row of em_causal_attention over the whole sequence (same arithmetic). */
+ * corresponding row of em_causal_attention over the whole sequence (same arithmetic, bit
+ * for bit). A full cache refuses more positions: with learned absolute positions a
+ * sliding window changes every key, so generation past the context clears the cache and
+ * feeds the cropped context again as one prompt (em_kv_cache_step_qkv with T rows). */
 typedef struct em_kv_cache em_kv_cache;
 
 /* Allocated in `arena` (which must outlive the cache); C = n_heads · head_dim. */
