@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh build|run|test|bench
 set -eu
 
-build="cmake make gcc pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libcairo2-dev"
+build="cmake make gcc pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libcairo2-dev libpng-dev"
 case "${1:-build}" in
   build) want="$build" ;;
   run)   want="$build dataset-fashion-mnist" ;;

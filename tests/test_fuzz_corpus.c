@@ -22,6 +22,9 @@
 #define LLVMFuzzerTestOneInput fuzz_csv_input
 #include "fuzz/fuzz_csv.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_image_input
+#include "fuzz/fuzz_image.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef struct fuzz_target {
     const char *name; /* the corpus folder */
@@ -33,6 +36,7 @@ static const fuzz_target targets[] = {
     {"model_parse", fuzz_model_parse_input},
     {"idx", fuzz_idx_input},
     {"csv", fuzz_csv_input},
+    {"image", fuzz_image_input},
 };
 
 static uint8_t *read_file(const char *path, size_t *size)

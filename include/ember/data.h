@@ -42,6 +42,9 @@ em_dataset *em_dataset_load_csv(const char *path, int label_column);
  * $EMBER_DATA_DIR/, else in /usr/share/datasets/<name>/. */
 em_dataset *em_dataset_open(const char *spec, em_split split, int label_column);
 void em_dataset_free(em_dataset *ds);
+/* The class names of a named dataset ("fashion-mnist", "mnist") without opening it
+ * (for labelling predictions), with their count in *num_classes; NULL if unknown. */
+const char *const *em_dataset_class_names(const char *name, int *num_classes);
 /* The examples at idx[0..n) as a float tensor [n, item_shape...] and their labels. */
 em_tensor *em_dataset_gather(const em_dataset *ds, const int64_t *idx, int64_t n,
                              em_arena *arena, int32_t *labels_out);

@@ -113,6 +113,16 @@ static bool same_name(const char *spec, const char *name) {
     }
 }
 
+const char *const *em_dataset_class_names(const char *name, int *num_classes) {
+    for (size_t i = 0; name && i < sizeof named_datasets / sizeof named_datasets[0]; i++) {
+        if (same_name(name, named_datasets[i].name)) {
+            if (num_classes) *num_classes = named_datasets[i].num_classes;
+            return named_datasets[i].class_names;
+        }
+    }
+    return NULL;
+}
+
 /* path = dir/stem or dir/stem.gz, whichever exists (the plain file first). */
 static bool find_file(const char *dir, const char *stem, char *path, size_t size) {
     int n = snprintf(path, size, "%s/%s", dir, stem);

@@ -8,6 +8,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
@@ -119,9 +120,48 @@ def model_seeds():
     put("model_parse", "bad-option", "input 4\nlinear 3 bias=maybe\n")
     put("model_parse", "no-flatten", "input 1x2x2\nlinear 3\n")
     put("model_parse", "no-input", "linear 3\n")
+    with open(os.path.join(here, "models/cnn.ember"), "rb") as f:
+        put("model_parse", "cnn-ember", f.read())
+    put("model_parse", "cnn-options", "input 3x11x10\nconv2d 6 3x5 stride=2x1 pad=1x2 dilation=1x2 groups=3 "
+        "bias=false\nbatchnorm momentum=0.25 eps=0.001 affine=false\nmaxpool 3x2 stride=1x2 pad=1\n"
+        "avgpool 2 stride=1 count_include_pad=false\nbatchnorm track_running_stats=false\n"
+        "adaptive_avgpool 1\nflatten\ndropout 0.125\nlinear 3\nbatchnorm\n")
+    put("model_parse", "conv-too-wide", "input 1x5x5\nconv2d 4 7\n")
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png(width, height, colour_type, rows, bit_depth=8, extra=b""):
+    """A PNG of unfiltered rows (bytes each); `extra` chunks go before the data."""
+    raw = b"".join(b"\0" + r for r in rows)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra + png_chunk(b"IDAT", zlib.compress(raw))
+            + png_chunk(b"IEND", b""))
+
+
+def image_seeds():
+    grey = png(4, 3, 0, [bytes([0, 85, 170, 255])] * 3)
+    put("image", "png-grey", grey)
+    put("image", "png-rgba", png(2, 2, 6, [bytes([255, 0, 0, 255, 0, 0, 255, 128])] * 2))
+    put("image", "png-grey16", png(2, 1, 0, [struct.pack(">2H", 4660, 65535)], bit_depth=16))
+    put("image", "png-palette", png(2, 2, 3, [bytes([0, 1])] * 2,
+                                    extra=png_chunk(b"PLTE", bytes([0, 0, 0, 255, 255, 255]))))
+    put("image", "png-truncated", grey[:-20])
+    put("image", "png-huge-header", png(60000, 60000, 0, [b""]))
+    put("image", "p2-comments", "P2\n# comment\n3 2 # width height\n4\n0 1 2\n3 4 0\n")
+    put("image", "p5", b"P5 2 2 255\n\x00\x01\xfe\xff")
+    put("image", "p5-16bit", b"P5\n2 1\n65535\n\x12\x34\xff\xff")
+    put("image", "p3", "P3 2 1 255 255 0 0  0 0 255\n")
+    put("image", "p6", b"P6 1 1 255\r\x10\x20\x30")
+    put("image", "p5-truncated", b"P5 16 16 255\n\x01\x02")
+    put("image", "p2-above-maxval", "P2 2 1 9 3 10\n")
+    put("image", "p7", "P7\nWIDTH 2\n")
 
 
 def main():
+    image_seeds()
     safetensors_seeds()
     idx_seeds()
     csv_seeds()
