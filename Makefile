@@ -19,9 +19,9 @@ build:
 run:
 	@scripts/deps.sh run
 	@$(MAKE) --no-print-directory build
-	$(BUILD)/ember train models/mlp.ember --data fashion-mnist --epochs 1 \
-	    --optimizer sgd --lr 0.05 --momentum 0.9 --batch 128 \
-	    --save mlp.safetensors --plot mlp.png
+	$(BUILD)/ember train models/cnn.ember --data fashion-mnist --epochs 1 \
+	    --optimizer adam --lr 1e-3 --batch 64 \
+	    --save cnn.safetensors --plot cnn.png
 
 test:
 	@scripts/deps.sh test
