@@ -146,8 +146,20 @@ static void test_wide_2x2(void)
                 want_grad[p * h * w + at] += gy[o];
             }
     CHECK_MSG(bad_values == 0, "%lld pooled values differ from an in-order scan", (long long)bad_values);
+    /* Backward adds to what the gradient holds; cells that get nothing keep their value,
+     * down to the sign of a zero. */
+    x->grad = em_arena_alloc(em_step_arena(), (size_t)x->numel * sizeof(float));
+    for (int64_t i = 0; i < x->numel; i++) {
+        x->grad[i] = i % 3 == 0 ? -0.0f : (float)(i % 5) - 2.0f;
+        /* (Every upstream gradient is positive, so a cell got one when its sum is not 0.) */
+        want_grad[i] = want_grad[i] != 0.0f ? x->grad[i] + want_grad[i] : x->grad[i];
+    }
     CHECK(em_backward_with(y, gy) == EM_OK);
     test_tensor_close("wide 2x2 gradient positions", em_tensor_wrap(NULL, 4, x->shape, x->grad), want_grad, 0, 0);
+    int64_t lost_signs = 0;
+    for (int64_t i = 0; i < x->numel; i++)
+        lost_signs += want_grad[i] == 0.0f && signbit(want_grad[i]) != signbit(x->grad[i]);
+    CHECK_MSG(lost_signs == 0, "%lld zero gradients changed sign", (long long)lost_signs);
     /* Without gradients (no positions kept) the values are the same. */
     bool was = em_set_grad_enabled(false);
     em_tensor *y2 = em_max_pool2d(x, 2, 2, 2, 2, 0, 0);

@@ -168,6 +168,56 @@ static void max_plane(const pool_geom *g, const float *x, float *y, int32_t *arg
         }
 }
 
+/* Adds the gradient of 16 adjacent 2x2 windows to their rows r0 and r1 of dx (32 columns
+ * each): d holds the windows' output gradients, rel the position of each maximum in its
+ * window (0, 1, w or w+1). Cells that get nothing add -0.0, which leaves every value,
+ * signed zeros included, as it was. */
+static inline void scatter_2x2_lanes(float *r0, float *r1, em_vf16 d, em_vi16 rel, int32_t w)
+{
+    const em_vf16 none = em_splat16(-0.0f);
+    const em_vi16 zero = {0};
+    em_vf16 c0 = em_select16(rel == zero, d, none), c1 = em_select16(rel == zero + 1, d, none);
+    em_vf16 c2 = em_select16(rel == zero + w, d, none), c3 = em_select16(rel == zero + (w + 1), d, none);
+    em_store16(r0, em_load16(r0) + em_interleave_lo16(c0, c1));
+    em_store16(r0 + 16, em_load16(r0 + 16) + em_interleave_hi16(c0, c1));
+    em_store16(r1, em_load16(r1) + em_interleave_lo16(c2, c3));
+    em_store16(r1 + 16, em_load16(r1 + 16) + em_interleave_hi16(c2, c3));
+}
+
+/* Backward of max_plane_2x2 for one plane, 16 windows at a time, with the same whole-vector
+ * tails where their reads and writes stay in the plane (the writes past a row add -0.0
+ * to cells of rows handled later, or earlier by this same loop). */
+static void max_plane_2x2_backward(const pool_geom *g, const float *dy, const int32_t *argmax, float *dx)
+{
+    const int32_t w = (int32_t)g->w;
+    const int64_t full = g->ow / 16 * 16, rest = g->ow - full;
+    const em_vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const em_vf16 none = em_splat16(-0.0f);
+    for (int64_t oy = 0; oy < g->oh; oy++) {
+        float *r0 = dx + 2 * oy * g->w, *r1 = r0 + g->w;
+        const float *dr = dy + oy * g->ow;
+        const int32_t *ar = argmax + oy * g->ow;
+        const int32_t base = (int32_t)(2 * oy * g->w);
+        em_vi16 at;
+        for (int64_t ox = 0; ox < full; ox += 16) {
+            memcpy(&at, ar + ox, sizeof at);
+            scatter_2x2_lanes(r0 + 2 * ox, r1 + 2 * ox, em_load16(dr + ox),
+                              at - (base + (int32_t)(2 * ox)) - 2 * lane, w);
+        }
+        if (!rest)
+            continue;
+        if ((2 * oy + 1) * g->w + 2 * full + 32 <= g->h * g->w && oy + 1 < g->oh &&
+            oy * g->ow + full + 16 <= g->oh * g->ow) {
+            memcpy(&at, ar + full, sizeof at);
+            em_vf16 d = em_select16(lane < (em_vi16){0} + (int32_t)rest, em_load16(dr + full), none);
+            scatter_2x2_lanes(r0 + 2 * full, r1 + 2 * full, d, at - (base + (int32_t)(2 * full)) - 2 * lane, w);
+        } else {
+            for (int64_t ox = full; ox < g->ow; ox++)
+                dx[ar[ox]] += dr[ox];
+        }
+    }
+}
+
 static void max_pool_backward(em_node *node)
 {
     const pool_saved *s = node->saved;
@@ -180,6 +230,10 @@ static void max_pool_backward(em_node *node)
         float *dx = x->grad + p * in_plane;
         const float *dyp = dy + p * out_plane;
         const int32_t *ap = s->argmax + p * out_plane;
+        if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0) {
+            max_plane_2x2_backward(g, dyp, ap, dx);
+            continue;
+        }
         for (int64_t i = 0; i < out_plane; i++)
             dx[ap[i]] += dyp[i];
     }

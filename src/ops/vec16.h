@@ -46,6 +46,17 @@ static inline em_vf16 em_odd16(em_vf16 lo, em_vf16 hi)
     return __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
+/* The 32 floats a0 b0 a1 b1 ... a15 b15 as lo:hi (the inverse of em_even16/em_odd16). */
+static inline em_vf16 em_interleave_lo16(em_vf16 a, em_vf16 b)
+{
+    return __builtin_shufflevector(a, b, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+}
+
+static inline em_vf16 em_interleave_hi16(em_vf16 a, em_vf16 b)
+{
+    return __builtin_shufflevector(a, b, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+}
+
 /* One step of a 16x16 transpose: with rows r and r+b (r & b == 0), swaps the b-wide
  * off-diagonal blocks; steps with b = 8, 4, 2, 1 transpose the whole. */
 static inline void em_transpose16_step8(em_vf16 *r)
