@@ -244,6 +244,7 @@ static void test_pytorch_parity(void)
     em_st_file *f = test_fixture("nn_cnn");
     run_parity(f, "cnn");
     run_parity(f, "cnn2");
+    run_parity(f, "w2");
 
     /* The state_dict as PyTorch keeps it (int64 num_batches_tracked) loads into a model
      * built from the description; ember's own checkpoint of it stores float32 and reloads. */
