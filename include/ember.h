@@ -15,6 +15,7 @@
 #include "ember/optim_state.h"
 #include "ember/schedule.h"
 #include "ember/data.h"
+#include "ember/image.h"
 #include "ember/safetensors.h"
 #include "ember/runtime.h"
 #include "ember/checkpoint.h"
