@@ -1,7 +1,9 @@
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,37 @@ static char *parent_dir(const char *path)
         out[n] = '\0';
     }
     return out;
+}
+
+/* Temporary files of `path` left by processes that died mid-write (SIGKILL, a power
+ * cut) would pile up beside a checkpoint written every few minutes. A name carries its
+ * writer's pid; one whose process no longer exists is removed. A live process (or a
+ * reused pid) keeps its file: at worst a stale file stays. */
+static void sweep_stale_temporaries(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = parent_dir(path);
+    size_t prefix_len = strlen(base) + 6;
+    char *prefix = malloc(prefix_len + 1);
+    DIR *d = dir && prefix ? opendir(dir) : NULL;
+    if (prefix)
+        snprintf(prefix, prefix_len + 1, ".%s.tmp.", base);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, prefix_len) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + prefix_len, &end, 10);
+        if (pid <= 0 || *end != '.' || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+    free(prefix);
 }
 
 static void free_file(em_atomic_file *f)
@@ -102,6 +135,7 @@ em_atomic_file *em_atomic_open(const char *path)
         free_file(f);
         return NULL;
     }
+    sweep_stale_temporaries(path);
     return f;
 }
 
