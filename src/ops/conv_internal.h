@@ -50,7 +50,8 @@ bool em_conv_keeps_pre_activation(em_activation act, float param);
 
 /* ---- Winograd F(2x2, 3x3) and F(4x4, 3x3) (conv_winograd.c) --------------------------- */
 /* Whether the layer runs in the Winograd domain: it must be 3x3, stride 1, undilated and
- * ungrouped, and by default also have enough channels for it to pay. */
+ * ungrouped, and by default also have enough channels and more than one image for it to
+ * pay. */
 bool em_conv_winograd_applies(const conv_geom *g);
 /* The output tile side for a layer that runs in the Winograd domain: 4 where its smaller
  * GEMMs pay for its larger transforms and its tiles' overhang, else 2. */
