@@ -342,11 +342,14 @@ static int restore(em_optim *opt, const cJSON *root, const char *source)
 
     /* Everything is read and checked before anything changes, so that a refused state
      * leaves the optimizer as it was. */
-    size_t bytes = (size_t)n_groups * sizeof(em_optim_opts) + (size_t)(opt->n_slots + 1) * sizeof(int64_t);
+    /* The step counts follow the options, at an offset rounded up for int64_t. */
+    size_t opts_bytes = ((size_t)n_groups * sizeof(em_optim_opts) + sizeof(int64_t) - 1) / sizeof(int64_t) *
+                        sizeof(int64_t);
+    size_t bytes = opts_bytes + (size_t)(opt->n_slots + 1) * sizeof(int64_t);
     em_optim_opts *opts = malloc(bytes);
     if (!opts)
         return em_error("%s: out of memory", source);
-    int64_t *slot_steps = (int64_t *)(void *)(opts + n_groups);
+    int64_t *slot_steps = (int64_t *)(void *)((char *)opts + opts_bytes);
     int rc = EM_OK, g = 0;
     for (const cJSON *item = groups->child; item && rc == EM_OK; item = item->next, g++) {
         opts[g] = opt->groups[g].opts;
