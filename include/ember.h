@@ -20,6 +20,8 @@
 #include "ember/runtime.h"
 #include "ember/checkpoint.h"
 #include "ember/transfer.h"
+#include "ember/history.h"
 #include "ember/train.h"
+#include "ember/compare.h"
 
 #endif

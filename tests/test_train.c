@@ -186,7 +186,8 @@ static void test_learns_and_repeats(const blobs *train, const blobs *test)
     char *csv = read_all(metrics_path, NULL);
     CHECK(csv != NULL);
     if (csv) {
-        const char *header = "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n";
+        const char *header = "step,epoch,kind,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,"
+                             "test_accuracy,lr,grad_norm,seconds\n";
         CHECK(strncmp(csv, header, strlen(header)) == 0);
         CHECK(count_char(csv, '\n') == 1 + (int)r.steps + 4);
         CHECK(strstr(csv, "\n1,1,") != NULL);
@@ -196,8 +197,11 @@ static void test_learns_and_repeats(const blobs *train, const blobs *test)
             last--;
         long long step = 0;
         int epoch = 0;
-        double tl = 0, tel = 0, ta = 0, lr = 0;
-        CHECK(sscanf(last, "%lld,%d,%lf,%lf,%lf,%lf", &step, &epoch, &tl, &tel, &ta, &lr) == 6);
+        double tl = 0, tacc = 0, tel = 0, ta = 0, lr = 0, norm = 0;
+        /* No validation set: its two columns are empty. */
+        CHECK(sscanf(last, "%lld,%d,epoch,%lf,%lf,,,%lf,%lf,%lf,%lf", &step, &epoch, &tl, &tacc, &tel, &ta, &lr,
+                     &norm) == 8);
+        CHECK(tacc > 0.5 && tacc <= 1.0 && norm > 0.0 && isfinite(norm));
         CHECK(step == r.steps && epoch == 4);
         CHECK_NEAR(ta, r.last.test_accuracy, 1e-8);
         CHECK_NEAR(lr, 0.05, 1e-8);

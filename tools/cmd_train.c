@@ -1,13 +1,16 @@
 /* ember train: a model description, a dataset and an optimizer in, a checkpoint, a plot
  * and a metrics file out. The loop itself is em_train; this file turns options into its
  * arguments and checks that model and data fit together before any work starts. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "args.h"
 #include "cli_common.h"
 #include "cli_stop.h"
+#include "cli_training.h"
 #include "commands.h"
 #include "ember.h"
 
@@ -32,12 +35,13 @@ static const char train_examples[] =
     "  ember train models/cnn.ember --optimizer adam --lr 1e-3 --plot cnn.png\n"
     "  ember train tiny.ember --data csv:train.csv --test-data csv:test.csv --label-column 0\n";
 
-/* The optimizer names the library knows, in em_optim_kind order. */
-static void optimizer_choices(const char **names)
+/* The metrics and plot of a saved run go beside its weights: w.safetensors gives
+ * w.metrics.csv and w.plot.png (unless --metrics, --plot or --no-log say otherwise). */
+static void beside(char *buf, size_t cap, const char *path, const char *extension)
 {
-    for (int k = 0; k < EM_OPTIM_KIND_COUNT; k++)
-        names[k] = em_optim_name((em_optim_kind)k);
-    names[EM_OPTIM_KIND_COUNT] = NULL;
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - path) : strlen(path);
+    snprintf(buf, cap, "%.*s%s", (int)stem, path, extension);
 }
 
 static void print_final(const em_train_result *r, const em_dataset *test)
@@ -59,21 +63,16 @@ int cmd_train_main(int argc, char **argv, int first)
     const char *data_spec = "fashion-mnist";
     const char *test_spec = NULL;
     int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
-    int optimizer = EM_OPTIM_SGD;
-    double lr = 0, momentum = 0, weight_decay = 0;
-    bool nesterov = false, no_shuffle = false;
-    const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL;
+    bool no_shuffle = false, no_log = false;
+    const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL, *log_dir = NULL;
     const char *checkpoint_path = NULL, *resume_path = NULL;
     int64_t checkpoint_every = 0, max_steps = 0;
     int progress = EM_PROGRESS_AUTO;
 
-    const char *optimizer_names[EM_OPTIM_KIND_COUNT + 1];
-    optimizer_choices(optimizer_names);
-    char lr_default[96];
-    snprintf(lr_default, sizeof lr_default, "%g for sgd, %g for adam",
-             (double)em_optim_defaults(EM_OPTIM_SGD).lr, (double)em_optim_defaults(EM_OPTIM_ADAM).lr);
+    cli_training training;
+    cli_training_init(&training);
 
-    args_option options[] = {
+    const args_option common[] = {
         {"data", ARGS_STRING, "SPEC", &data_spec,
          "training data: fashion-mnist, mnist, idx:IMAGES,LABELS or csv:FILE", NULL, 0, 0, NULL, false},
         {"test-data", ARGS_STRING, "SPEC", &test_spec,
@@ -81,22 +80,20 @@ int cmd_train_main(int argc, char **argv, int first)
          0, 0, NULL, false},
         {"epochs", ARGS_INT, "N", &epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
         {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
-        {"optimizer", ARGS_CHOICE, "NAME", &optimizer, "sgd or adam", NULL, 0, 0, optimizer_names, false},
-        {"lr", ARGS_FLOAT, "X", &lr, "learning rate", lr_default, 1e-12, 1e6, NULL, false},
-        {"momentum", ARGS_FLOAT, "M", &momentum, "SGD momentum", NULL, 0, 1, NULL, false},
-        {"nesterov", ARGS_FLAG, NULL, &nesterov, "Nesterov momentum for SGD; needs --momentum", NULL,
-         0, 0, NULL, false},
-        {"weight-decay", ARGS_FLOAT, "W", &weight_decay, "L2 penalty added to the gradients", NULL,
-         0, 1e6, NULL, false},
         {"seed", ARGS_INT, "S", &seed, "seed of the initialisation, data order and dropout", NULL,
          0, 9e18, NULL, false},
         {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
         {"save", ARGS_STRING, "FILE", &save_path, "write a safetensors checkpoint at the end", NULL,
          0, 0, NULL, false},
-        {"plot", ARGS_STRING, "FILE.png", &plot_path, "plot loss and test accuracy to a PNG", NULL,
+        {"plot", ARGS_STRING, "FILE.png", &plot_path,
+         "plot loss, accuracy, learning rate and gradient norm to a PNG", "FILE.plot.png beside --save FILE.safetensors", 0, 0, NULL, false},
+        {"metrics", ARGS_STRING, "FILE.csv", &metrics_path,
+         "write per-step and per-epoch metrics (loss, accuracy, lr, gradient norm, seconds)",
+         "FILE.metrics.csv beside --save FILE.safetensors",
          0, 0, NULL, false},
-        {"metrics", ARGS_STRING, "FILE.csv", &metrics_path, "write per-step and per-epoch metrics",
-         NULL, 0, 0, NULL, false},
+        {"log-dir", ARGS_STRING, "DIR", &log_dir, "write metrics.csv and plot.png into DIR", NULL, 0, 0, NULL,
+         false},
+        {"no-log", ARGS_FLAG, NULL, &no_log, "no metrics file or plot beside --save", NULL, 0, 0, NULL, false},
         {"checkpoint", ARGS_STRING, "FILE", &checkpoint_path,
          "full training state (weights, optimizer, data position, generators), written at the "
          "end, every --checkpoint-every steps and on Ctrl-C", NULL, 0, 0, NULL, false},
@@ -115,6 +112,12 @@ int cmd_train_main(int argc, char **argv, int first)
          "auto: a bar on a terminal, lines otherwise; bar; lines; quiet", NULL, 0, 0,
          progress_names, false},
     };
+    enum { N_COMMON = (int)(sizeof common / sizeof common[0]) };
+    args_option options[N_COMMON + CLI_OPTIMIZER_OPTIONS + CLI_REGULARISATION_OPTIONS];
+    memcpy(options, common, sizeof common);
+    int n_options = N_COMMON;
+    n_options += cli_optimizer_options(&training, options + n_options);
+    n_options += cli_regularisation_options(&training, options + n_options);
     const char *positionals[1] = {NULL};
     args_spec spec = {
         .command = "train",
@@ -122,7 +125,7 @@ int cmd_train_main(int argc, char **argv, int first)
         .summary = "Train a model described in a file and report its test accuracy.",
         .details = train_details,
         .options = options,
-        .n_options = (int)(sizeof options / sizeof options[0]),
+        .n_options = n_options,
         .min_positionals = 1,
         .max_positionals = 1,
         .positionals = positionals,
@@ -133,29 +136,32 @@ int cmd_train_main(int argc, char **argv, int first)
         return status;
     const char *model_path = positionals[0];
 
-    em_optim_kind kind = (em_optim_kind)optimizer;
-    if (kind != EM_OPTIM_SGD && (args_given(&spec, "momentum") || nesterov))
-        return args_usage_error(&spec, "--momentum and --nesterov apply to sgd, not %s",
-                                em_optim_name(kind));
-    if (nesterov && momentum <= 0)
-        return args_usage_error(&spec, "--nesterov needs a --momentum above 0");
     if (checkpoint_every > 0 && !checkpoint_path)
         return args_usage_error(&spec, "--checkpoint-every needs --checkpoint FILE");
 
     em_set_num_threads((int)threads);
 
     em_train_opts opts = em_train_defaults();
+    status = cli_training_apply(&training, &spec, true, &opts);
+    if (status >= 0)
+        return status;
+    em_optim_kind kind = opts.optimizer;
+    if (no_log && (log_dir || plot_path || metrics_path))
+        return args_usage_error(&spec, "--no-log contradicts --log-dir, --plot and --metrics");
+    char log_metrics[4096], log_plot[4096];
+    if (log_dir) {
+        snprintf(log_metrics, sizeof log_metrics, "%s/metrics.csv", log_dir);
+        snprintf(log_plot, sizeof log_plot, "%s/plot.png", log_dir);
+    } else if (save_path && !no_log) {
+        beside(log_metrics, sizeof log_metrics, save_path, ".metrics.csv");
+        beside(log_plot, sizeof log_plot, save_path, ".plot.png");
+    }
+    if (!metrics_path && (log_dir || (save_path && !no_log)))
+        metrics_path = log_metrics;
+    if (!plot_path && (log_dir || (save_path && !no_log)))
+        plot_path = log_plot;
     opts.epochs = (int)epochs;
     opts.batch_size = batch;
-    opts.optimizer = kind;
-    opts.optim = em_optim_defaults(kind);
-    if (args_given(&spec, "lr"))
-        opts.optim.lr = (float)lr;
-    if (args_given(&spec, "momentum"))
-        opts.optim.momentum = (float)momentum;
-    opts.optim.nesterov = nesterov;
-    if (args_given(&spec, "weight-decay"))
-        opts.optim.weight_decay = (float)weight_decay;
     opts.seed = (uint64_t)seed;
     opts.shuffle = !no_shuffle;
     opts.progress = (em_progress_mode)progress;
@@ -172,6 +178,10 @@ int cmd_train_main(int argc, char **argv, int first)
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;
     em_model *model = NULL;
+    if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
+        em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
+        goto fail;
+    }
     if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
         (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
         (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK) ||
@@ -200,6 +210,10 @@ int cmd_train_main(int argc, char **argv, int first)
            model_path, (long long)em_model_param_count(model), data_spec, (long long)train->count,
            test ? (long long)test->count : 0LL, em_optim_name(kind), (double)opts.optim.lr,
            (long long)batch, em_num_threads(), em_num_threads() == 1 ? "" : "s");
+    char regularisation[512];
+    cli_training_describe(&opts, regularisation, sizeof regularisation);
+    if (regularisation[0])
+        printf("with %s\n", regularisation);
     fflush(stdout);
 
     em_train_result result;

@@ -70,6 +70,10 @@ void em_schedule_step(em_schedule *s);
 /* ReduceLROnPlateau.step(metric); the other kinds ignore the metric. */
 void em_schedule_step_metric(em_schedule *s, double metric);
 int64_t em_schedule_ticks(const em_schedule *s);
+/* Moves the schedule onto another optimizer over the same model (rebuilt with more
+ * groups, say): the groups it had keep their rates and bases; new groups start from
+ * their own rate as base. EM_ERR when out of memory. */
+int em_schedule_rebind(em_schedule *s, em_optim *opt);
 /* Group g's learning rate at the current tick, in double as PyTorch keeps it. */
 double em_schedule_lr(const em_schedule *s, int g);
 const em_schedule_opts *em_schedule_options(const em_schedule *s);

@@ -8,8 +8,10 @@
 #include <stdio.h>
 
 #include "ember/data.h"
+#include "ember/history.h"
 #include "ember/nn.h"
 #include "ember/optim.h"
+#include "ember/schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +37,23 @@ typedef struct em_train_opts {
     const char *plot_path;   /* PNG of loss per step and test accuracy, or NULL */
     const char *metrics_path;/* CSV of per-step and per-epoch metrics, or NULL */
     int64_t eval_batch_size; /* 0: a default */
+
+    /* ---- optimization and regularisation (ember/schedule.h, ember/history.h) ---- */
+    const em_param_group *param_groups; /* own lr / weight decay per group, or NULL */
+    int n_param_groups;
+    em_schedule_opts schedule;   /* EM_SCHEDULE_CONSTANT: the optimizer's rate throughout;
+                                  * a cosine schedule's total 0 means the whole run */
+    double clip_grad_norm;       /* > 0: clip_grad_norm_ to this before each update */
+    float clip_grad_value;       /* > 0: clip_grad_value_ to this before each update */
+    const em_dataset *validation;/* evaluated after every epoch, or NULL; or: */
+    double val_split;            /* > 0: this fraction of the training data (a seeded split
+                                  * with `seed`, no copy) is the validation set */
+    int patience;                /* > 0: stop after this many epochs without a validation
+                                  * loss improvement (needs a validation set) ... */
+    double min_delta;            /* ... of more than this ... */
+    bool keep_last_weights;      /* ... and restore the best epoch's weights at the end
+                                  * (with a patience) unless this is set */
+    em_train_history *history;   /* filled when non-NULL (em_history_init it first) */
 
     /* ---- checkpoints and resuming (ember/checkpoint.h) ---- */
     const char *checkpoint_path; /* full checkpoint written every checkpoint_every steps,
@@ -66,6 +85,9 @@ typedef struct em_epoch_stats {
     double test_accuracy;    /* in [0, 1]; NaN without a test set */
     double seconds;          /* training time of the epoch, evaluation excluded */
     double samples_per_second;
+    double train_accuracy;   /* on the epoch's batches as they went by */
+    double val_loss;         /* NaN without a validation set */
+    double val_accuracy;
 } em_epoch_stats;
 
 typedef struct em_train_result {
@@ -73,6 +95,10 @@ typedef struct em_train_result {
     em_epoch_stats last;
     double total_seconds;
     int64_t steps;
+    bool diverged;           /* the loss became NaN or infinite (em_train returned EM_ERR) */
+    bool early_stopped;      /* stopped by the patience before the last epoch */
+    int best_epoch;          /* lowest validation loss (0: no validation set) */
+    int restored_epoch;      /* whose weights the model holds at the end (0: the last) */
     bool interrupted;        /* stopped early (stop_requested or max_steps) */
     int checkpoints_written;
 } em_train_result;

@@ -249,6 +249,28 @@ void em_schedule_step(em_schedule *s)
 
 int64_t em_schedule_ticks(const em_schedule *s) { return s ? s->ticks : 0; }
 
+int em_schedule_rebind(em_schedule *s, em_optim *opt)
+{
+    if (!s || !opt)
+        return em_error("schedule: nothing to rebind");
+    int n = em_optim_group_count(opt);
+    if (n > s->n_groups) {
+        double *base = realloc(s->base, (size_t)n * sizeof *base);
+        if (base)
+            s->base = base;
+        double *lr = base ? realloc(s->lr, (size_t)n * sizeof *lr) : NULL;
+        if (!lr)
+            return em_error("schedule: out of memory");
+        s->lr = lr;
+        for (int g = s->n_groups; g < n; g++)
+            s->base[g] = s->lr[g] = (double)em_optim_group_opts(opt, g)->lr;
+    }
+    s->n_groups = n;
+    s->opt = opt;
+    apply(s);
+    return EM_OK;
+}
+
 double em_schedule_lr(const em_schedule *s, int g) { return s && g >= 0 && g < s->n_groups ? s->lr[g] : NAN; }
 
 const em_schedule_opts *em_schedule_options(const em_schedule *s) { return s ? &s->o : NULL; }

@@ -1,6 +1,7 @@
 /* The metrics file: CSV that a spreadsheet or pandas reads as is. Every step writes a
- * row with its batch loss; every epoch writes a row with the epoch's mean training loss
- * and the evaluation, so rows with test columns filled are the epoch summaries. */
+ * row with its batch loss and accuracy, learning rate and gradient norm; every epoch
+ * writes a row with the epoch's means and the evaluations. The `kind` column tells
+ * them apart ("step" or "epoch"); a column without a value is left empty. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -28,39 +29,51 @@ em_metrics *em_metrics_open(const char *path)
         free(mf);
         return NULL;
     }
-    fputs("step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n", mf->f);
+    fputs("step,epoch,kind,train_loss,train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy,lr,grad_norm,"
+          "seconds\n",
+          mf->f);
     return mf;
 }
 
 /* Empty for NaN (no value), so that readers see a missing value, not a string. */
-static void put_value(FILE *f, double v, const char *sep)
+static void put_value(FILE *f, double v)
 {
-    if (isnan(v))
-        fputs(sep, f);
-    else
-        fprintf(f, "%.9g%s", v, sep);
+    if (!isnan(v))
+        fprintf(f, "%.9g", v);
+    fputc(',', f);
 }
 
-void em_metrics_step(em_metrics *mf, int64_t step, int epoch, double loss, double lr, double seconds)
+void em_metrics_step(em_metrics *mf, int epoch, const em_step_record *r)
 {
     if (!mf)
         return;
+    fprintf(mf->f, "%lld,%d,step,", (long long)r->step, epoch);
     /* A diverged loss is written as nan/inf, not left empty: it is a value. */
-    if (isnan(loss))
-        fprintf(mf->f, "%lld,%d,nan,,,%.9g,%.4f\n", (long long)step, epoch, lr, seconds);
+    if (isnan(r->loss))
+        fputs("nan,", mf->f);
     else
-        fprintf(mf->f, "%lld,%d,%.9g,,,%.9g,%.4f\n", (long long)step, epoch, loss, lr, seconds);
+        put_value(mf->f, r->loss);
+    put_value(mf->f, r->accuracy);
+    fputs(",,,,", mf->f);
+    put_value(mf->f, r->lr);
+    put_value(mf->f, r->grad_norm);
+    fprintf(mf->f, "%.4f\n", (double)r->seconds);
 }
 
-void em_metrics_epoch(em_metrics *mf, int64_t step, const em_epoch_stats *s, double lr, double seconds)
+void em_metrics_epoch(em_metrics *mf, const em_epoch_record *e)
 {
     if (!mf)
         return;
-    fprintf(mf->f, "%lld,%d,", (long long)step, s->epoch);
-    put_value(mf->f, s->train_loss, ",");
-    put_value(mf->f, s->test_loss, ",");
-    put_value(mf->f, s->test_accuracy, ",");
-    fprintf(mf->f, "%.9g,%.4f\n", lr, seconds);
+    fprintf(mf->f, "%lld,%d,epoch,", (long long)e->steps, e->epoch);
+    put_value(mf->f, e->train_loss);
+    put_value(mf->f, e->train_accuracy);
+    put_value(mf->f, e->val_loss);
+    put_value(mf->f, e->val_accuracy);
+    put_value(mf->f, e->test_loss);
+    put_value(mf->f, e->test_accuracy);
+    put_value(mf->f, e->lr);
+    put_value(mf->f, e->grad_norm);
+    fprintf(mf->f, "%.4f\n", e->seconds);
     fflush(mf->f);
 }
 

@@ -1,445 +1,326 @@
-/* The training plot: a PNG with two panels. Left, the loss of every step (faint) with a
- * moving average over it (bold) and the test loss at each epoch's end; right, the test
- * accuracy per epoch. Both with ticks at round numbers, axis labels with units, a
- * legend and a title, so that it reads without the command that made it. */
-#include <cairo.h>
+/* The training plot: a PNG of four panels drawn from the run's history. Top left, the
+ * loss of every step (faint) with a moving average (bold) and the validation and test
+ * losses at each epoch's end; top right, training, validation and test accuracy per
+ * epoch; bottom, the learning rate and the gradient norm of every step. The best
+ * validation epoch (when early stopping keeps its weights) and a divergence are marked.
+ * Every axis has round-number ticks, a label with its unit and a legend, so that the
+ * plot reads without the command that made it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ember/error.h"
+#include "train/plot_kit.h"
 #include "train/train_internal.h"
 
 #define WIDTH 1280
-#define HEIGHT 560
+#define HEIGHT 940
 
-typedef struct rgb {
-    double r, g, b;
-} rgb;
+static const em_rgb LOSS = {0.12, 0.35, 0.70};
+static const em_rgb VAL = {0.90, 0.45, 0.05};
+static const em_rgb TEST = {0.55, 0.25, 0.65};
+static const em_rgb LR = {0.10, 0.55, 0.30};
+static const em_rgb NORM = {0.60, 0.30, 0.20};
+static const em_rgb ALERT = {0.80, 0.10, 0.10};
 
-static const rgb INK = {0.13, 0.13, 0.15};
-static const rgb MUTED = {0.40, 0.40, 0.44};
-static const rgb GRID = {0.88, 0.88, 0.90};
-static const rgb LOSS = {0.12, 0.35, 0.70};
-static const rgb TEST = {0.90, 0.45, 0.05};
-static const rgb ACCURACY = {0.10, 0.55, 0.30};
+/* The per-step and per-epoch series of a history, as doubles. */
+typedef struct series {
+    int64_t n;
+    double *step, *loss, *lr, *norm, *smooth;
+    int epochs;
+    double *epoch_step, *epoch_no, *val_loss, *test_loss, *train_acc, *val_acc, *test_acc;
+} series;
 
-/* A panel: its rectangle on the canvas and the data range it shows. */
-typedef struct panel {
-    double left, top, width, height;
-    double x0, x1, y0, y1;
-} panel;
-
-static double px(const panel *p, double x) { return p->left + (x - p->x0) / (p->x1 - p->x0) * p->width; }
-static double py(const panel *p, double y) { return p->top + p->height - (y - p->y0) / (p->y1 - p->y0) * p->height; }
-
-static void set_color(cairo_t *cr, rgb c, double alpha) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
-
-static void font(cairo_t *cr, double size, bool bold)
+static void free_series(series *s)
 {
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
-                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-    cairo_set_font_size(cr, size);
+    double *all[] = {s->step, s->loss, s->lr, s->norm, s->smooth, s->epoch_step, s->epoch_no,
+                     s->val_loss, s->test_loss, s->train_acc, s->val_acc, s->test_acc};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
 }
 
-/* Text anchored by (ax, ay) in [0,1]: 0 = left/top, 0.5 = centre, 1 = right/bottom. */
-static void text_at(cairo_t *cr, double x, double y, double ax, double ay, const char *s)
+static int64_t smoothing_window(int64_t n)
 {
-    cairo_text_extents_t e;
-    cairo_text_extents(cr, s, &e);
-    cairo_move_to(cr, x - e.x_bearing - ax * e.width, y - e.y_bearing - ay * e.height);
-    cairo_show_text(cr, s);
+    int64_t w = n / 40 < 1 ? 1 : n / 40;
+    return w > 200 ? 200 : w;
 }
 
-/* Ink text on a white outline, legible where a line crosses it. */
-static void text_with_halo(cairo_t *cr, double x, double y, double ax, double ay, const char *s)
+static bool make_series(const em_train_history *h, series *s)
 {
-    cairo_text_extents_t e;
-    cairo_text_extents(cr, s, &e);
-    cairo_new_path(cr);
-    cairo_move_to(cr, x - e.x_bearing - ax * e.width, y - e.y_bearing - ay * e.height);
-    cairo_text_path(cr, s);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_set_line_width(cr, 3.5);
-    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-    cairo_stroke_preserve(cr);
-    set_color(cr, INK, 1);
-    cairo_fill(cr);
-}
-
-/* A round tick step (1, 2 or 5 times a power of ten) giving about `want` ticks. */
-static double tick_step(double lo, double hi, int want)
-{
-    double rough = (hi - lo) / want;
-    if (!(rough > 0.0))
-        return 1.0;
-    double mag = pow(10.0, floor(log10(rough)));
-    double r = rough / mag;
-    return (r < 1.5 ? 1.0 : r < 3.5 ? 2.0 : r < 7.5 ? 5.0 : 10.0) * mag;
-}
-
-static void format_tick(char *buf, size_t cap, double v, double step)
-{
-    if (fabs(v) < step * 1e-6)
-        v = 0.0;
-    if (fabs(v) >= 1e5 || step >= 1.0) {
-        if (fabs(v) >= 1e6)
-            snprintf(buf, cap, "%.3gM", v / 1e6);
-        else if (fabs(v) >= 1e4 && fmod(v, 1000.0) == 0.0)
-            snprintf(buf, cap, "%.0fk", v / 1e3);
-        else
-            snprintf(buf, cap, "%.0f", v);
-    } else {
-        int decimals = (int)ceil(-log10(step) - 1e-9);
-        snprintf(buf, cap, "%.*f", decimals < 0 ? 0 : decimals, v);
-    }
-}
-
-/* Frame, grid, ticks and tick labels. integer_x: only whole numbers on x (epochs). */
-static void draw_axes(cairo_t *cr, const panel *p, bool integer_x, const char *xlabel, const char *ylabel,
-                      const char *heading)
-{
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_rectangle(cr, p->left, p->top, p->width, p->height);
-    cairo_fill(cr);
-
-    font(cr, 12, false);
-    double ys = tick_step(p->y0, p->y1, 6);
-    for (double v = ceil(p->y0 / ys) * ys; v <= p->y1 + ys * 1e-9; v += ys) {
-        double y = py(p, v);
-        set_color(cr, GRID, 1);
-        cairo_set_line_width(cr, 1);
-        cairo_move_to(cr, p->left, round(y) + 0.5);
-        cairo_line_to(cr, p->left + p->width, round(y) + 0.5);
-        cairo_stroke(cr);
-        set_color(cr, INK, 1);
-        cairo_move_to(cr, p->left - 5, round(y) + 0.5);
-        cairo_line_to(cr, p->left, round(y) + 0.5);
-        cairo_stroke(cr);
-        char label[32];
-        format_tick(label, sizeof label, v, ys);
-        text_at(cr, p->left - 8, y, 1.0, 0.5, label);
-    }
-    double xs = tick_step(p->x0, p->x1, 7);
-    if (integer_x && xs < 1.0)
-        xs = 1.0;
-    for (double v = ceil(p->x0 / xs) * xs; v <= p->x1 + xs * 1e-9; v += xs) {
-        double x = px(p, v);
-        set_color(cr, GRID, 1);
-        cairo_move_to(cr, round(x) + 0.5, p->top);
-        cairo_line_to(cr, round(x) + 0.5, p->top + p->height);
-        cairo_stroke(cr);
-        set_color(cr, INK, 1);
-        cairo_move_to(cr, round(x) + 0.5, p->top + p->height);
-        cairo_line_to(cr, round(x) + 0.5, p->top + p->height + 5);
-        cairo_stroke(cr);
-        char label[32];
-        format_tick(label, sizeof label, v, xs);
-        text_at(cr, x, p->top + p->height + 9, 0.5, 0.0, label);
-    }
-    set_color(cr, INK, 1);
-    cairo_set_line_width(cr, 1);
-    cairo_rectangle(cr, round(p->left) + 0.5, round(p->top) + 0.5, round(p->width), round(p->height));
-    cairo_stroke(cr);
-
-    font(cr, 13, false);
-    text_at(cr, p->left + p->width / 2, p->top + p->height + 34, 0.5, 0.0, xlabel);
-    cairo_save(cr);
-    cairo_translate(cr, p->left - 58, p->top + p->height / 2);
-    cairo_rotate(cr, -M_PI / 2);
-    text_at(cr, 0, 0, 0.5, 0.5, ylabel);
-    cairo_restore(cr);
-    font(cr, 15, true);
-    text_at(cr, p->left, p->top - 12, 0.0, 1.0, heading);
-}
-
-typedef struct legend_item {
-    const char *label;
-    rgb color;
-    double alpha, width;
-    bool marker, dashed;
-} legend_item;
-
-static void draw_legend(cairo_t *cr, const panel *p, const legend_item *items, int n)
-{
-    font(cr, 12, false);
-    double w = 0;
-    for (int i = 0; i < n; i++) {
-        cairo_text_extents_t e;
-        cairo_text_extents(cr, items[i].label, &e);
-        if (e.x_advance > w)
-            w = e.x_advance;
-    }
-    double row = 19, box_w = w + 52, box_h = n * row + 10;
-    double x = p->left + p->width - box_w - 10, y = p->top + 10;
-    cairo_set_source_rgba(cr, 1, 1, 1, 0.92);
-    cairo_rectangle(cr, x, y, box_w, box_h);
-    cairo_fill_preserve(cr);
-    set_color(cr, GRID, 1);
-    cairo_set_line_width(cr, 1);
-    cairo_stroke(cr);
-    for (int i = 0; i < n; i++) {
-        double cy = y + 5 + row * i + row / 2;
-        set_color(cr, items[i].color, items[i].alpha);
-        cairo_set_line_width(cr, items[i].width);
-        if (items[i].dashed) {
-            const double dash[] = {5, 3};
-            cairo_set_dash(cr, dash, 2, 0);
-        }
-        cairo_move_to(cr, x + 8, cy);
-        cairo_line_to(cr, x + 36, cy);
-        cairo_stroke(cr);
-        cairo_set_dash(cr, NULL, 0, 0);
-        if (items[i].marker) {
-            cairo_arc(cr, x + 22, cy, 4, 0, 2 * M_PI);
-            cairo_fill(cr);
-        }
-        set_color(cr, INK, 1);
-        text_at(cr, x + 44, cy, 0.0, 0.5, items[i].label);
-    }
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* The moving average over a centred window of `window` steps (shorter at the ends),
- * skipping non-finite losses. */
-static void moving_average(const float *loss, int64_t n, int64_t window, double *out)
-{
-    double *prefix = calloc((size_t)n + 1, sizeof *prefix);
-    int64_t *count = calloc((size_t)n + 1, sizeof *count);
-    if (!prefix || !count) {
-        for (int64_t i = 0; i < n; i++)
-            out[i] = loss[i];
-        free(prefix);
-        free(count);
-        return;
+    memset(s, 0, sizeof *s);
+    int64_t n = h->n_steps, e = h->n_epochs;
+    s->n = n;
+    s->epochs = (int)e;
+    size_t sn = (size_t)(n ? n : 1), se = (size_t)(e ? e : 1);
+    double **step_arrays[] = {&s->step, &s->loss, &s->lr, &s->norm, &s->smooth};
+    double **epoch_arrays[] = {&s->epoch_step, &s->epoch_no, &s->val_loss, &s->test_loss,
+                               &s->train_acc, &s->val_acc, &s->test_acc};
+    bool ok = true;
+    for (size_t i = 0; i < 5; i++)
+        ok &= (*step_arrays[i] = malloc(sn * sizeof(double))) != NULL;
+    for (size_t i = 0; i < 7; i++)
+        ok &= (*epoch_arrays[i] = malloc(se * sizeof(double))) != NULL;
+    if (!ok) {
+        free_series(s);
+        return false;
     }
     for (int64_t i = 0; i < n; i++) {
-        bool ok = isfinite(loss[i]);
-        prefix[i + 1] = prefix[i] + (ok ? loss[i] : 0.0);
-        count[i + 1] = count[i] + ok;
+        const em_step_record *r = &h->steps[i];
+        s->step[i] = (double)r->step;
+        s->loss[i] = r->loss;
+        s->lr[i] = r->lr;
+        s->norm[i] = r->grad_norm;
     }
-    int64_t half = window / 2;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t a = i - half < 0 ? 0 : i - half, b = i + half + 1 > n ? n : i + half + 1;
-        int64_t c = count[b] - count[a];
-        out[i] = c ? (prefix[b] - prefix[a]) / (double)c : NAN;
+    em_plot_moving_average(s->loss, n, smoothing_window(n), s->smooth);
+    for (int64_t i = 0; i < e; i++) {
+        const em_epoch_record *r = &h->epochs[i];
+        s->epoch_step[i] = (double)r->steps;
+        s->epoch_no[i] = r->epoch;
+        s->val_loss[i] = r->val_loss;
+        s->test_loss[i] = r->test_loss;
+        s->train_acc[i] = r->train_accuracy * 100.0;
+        s->val_acc[i] = r->val_accuracy * 100.0;
+        s->test_acc[i] = r->test_accuracy * 100.0;
     }
-    free(prefix);
-    free(count);
+    return true;
 }
 
-static void loss_panel(cairo_t *cr, const panel *frame, const em_plot_data *d)
+static bool any_finite(const double *v, int64_t n)
 {
-    panel p = *frame;
-    int64_t n = d->n_steps;
-    int64_t window = n / 40 < 1 ? 1 : n / 40;
-    if (window > 200)
-        window = 200;
-    double *smooth = malloc((size_t)(n ? n : 1) * sizeof *smooth);
-    float *sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
-    if (!smooth || !sorted) {
-        free(smooth);
-        free(sorted);
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(v[i]))
+            return true;
+    return false;
+}
+
+/* A dashed vertical line across the panel with a label at its top. */
+static void vertical_marker(cairo_t *cr, const em_panel *p, double x, em_rgb c, const char *label)
+{
+    double sx = round(em_plot_x(p, x)) + 0.5;
+    if (sx < p->left || sx > p->left + p->width)
         return;
-    }
-    moving_average(d->step_loss, n, window, smooth);
-    int64_t finite = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(d->step_loss[i]))
-            sorted[finite++] = d->step_loss[i];
-    qsort(sorted, (size_t)finite, sizeof *sorted, cmp_float);
-    /* The y range follows the smoothed curve and nearly all raw points; a few spikes
-     * may leave the panel rather than flatten everything else. */
-    double top = finite ? sorted[(int64_t)((double)(finite - 1) * 0.995)] : 1.0;
-    double bottom = finite ? sorted[0] : 0.0;
-    for (int64_t i = 0; i < n; i++)
-        if (isfinite(smooth[i]) && smooth[i] > top)
-            top = smooth[i];
-    for (int e = 0; e < d->n_epochs; e++)
-        if (isfinite(d->test_loss[e]) && d->test_loss[e] > top)
-            top = d->test_loss[e];
-    if (!(top > 0.0))
-        top = 1.0;
-    p.x0 = 0;
-    p.x1 = n > 1 ? (double)n : 1.0;
-    p.y0 = bottom >= 0.0 ? 0.0 : bottom * 1.05;
-    p.y1 = top * 1.08;
-    draw_axes(cr, &p, true, "training step (one batch each)", "cross-entropy loss (nats)",
-              "Training loss per step");
-
-    cairo_save(cr);
-    cairo_rectangle(cr, p.left, p.top, p.width, p.height);
-    cairo_clip(cr);
-    /* Epoch boundaries. */
-    if (d->steps_per_epoch > 0 && d->n_epochs > 1) {
-        const double dash[] = {2, 4};
-        cairo_set_dash(cr, dash, 2, 0);
-        set_color(cr, MUTED, 0.6);
-        cairo_set_line_width(cr, 1);
-        for (int e = 1; e < d->n_epochs; e++) {
-            double x = round(px(&p, (double)(e * d->steps_per_epoch))) + 0.5;
-            cairo_move_to(cr, x, p.top);
-            cairo_line_to(cr, x, p.top + p.height);
-        }
-        cairo_stroke(cr);
-        cairo_set_dash(cr, NULL, 0, 0);
-        /* Name the epochs while their labels fit between the lines. */
-        double epoch_width = p.width * (double)d->steps_per_epoch / (p.x1 - p.x0);
-        if (epoch_width >= 60) {
-            font(cr, 11, false);
-            set_color(cr, MUTED, 1);
-            for (int e = 0; e < d->n_epochs; e++) {
-                char label[32];
-                snprintf(label, sizeof label, "epoch %d", e + 1);
-                text_at(cr, px(&p, (double)(e * d->steps_per_epoch)) + 5, p.top + p.height - 6, 0.0, 1.0, label);
-            }
-        }
-    }
-    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
-    for (int pass = 0; pass < 2; pass++) {
-        set_color(cr, LOSS, pass == 0 ? 0.28 : 1.0);
-        cairo_set_line_width(cr, pass == 0 ? 1.0 : 2.2);
-        bool pen_down = false;
-        for (int64_t i = 0; i < n; i++) {
-            double v = pass == 0 ? d->step_loss[i] : smooth[i];
-            if (!isfinite(v)) {
-                pen_down = false;
-                continue;
-            }
-            double x = px(&p, (double)(i + 1)), y = py(&p, v);
-            if (pen_down)
-                cairo_line_to(cr, x, y);
-            else
-                cairo_move_to(cr, x, y);
-            pen_down = true;
-        }
-        cairo_stroke(cr);
-    }
-    cairo_restore(cr);
-    /* Outside the clip: the last epoch's marker sits on the right edge. */
-    bool any_test = false;
-    for (int e = 0; e < d->n_epochs; e++) {
-        if (!isfinite(d->test_loss[e]) || d->test_loss[e] > p.y1)
-            continue;
-        double x = px(&p, (double)((e + 1) * d->steps_per_epoch)), y = py(&p, d->test_loss[e]);
-        set_color(cr, TEST, 1);
-        cairo_arc(cr, x, y, 5, 0, 2 * M_PI);
-        cairo_fill(cr);
-        any_test = true;
-    }
-
-    char smooth_label[96];
-    snprintf(smooth_label, sizeof smooth_label, "moving average (%lld steps)", (long long)window);
-    legend_item items[3] = {
-        {"batch loss", LOSS, 0.35, 1.0, false, false},
-        {smooth_label, LOSS, 1.0, 2.2, false, false},
-        {"test loss (end of epoch)", TEST, 1.0, 0.0, true, false},
-    };
-    draw_legend(cr, &p, items, any_test ? 3 : 2);
-    free(smooth);
-    free(sorted);
+    const double dash[] = {4, 3};
+    cairo_set_dash(cr, dash, 2, 0);
+    em_plot_color(cr, c, 0.9);
+    cairo_set_line_width(cr, 1.5);
+    cairo_move_to(cr, sx, p->top);
+    cairo_line_to(cr, sx, p->top + p->height);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+    em_plot_font(cr, 11, true);
+    bool right_half = sx > p->left + p->width * 0.6;
+    em_plot_text_halo(cr, sx + (right_half ? -4 : 4), p->top + 6, right_half ? 1.0 : 0.0, 0.0, label);
 }
 
-static void accuracy_panel(cairo_t *cr, const panel *frame, const em_plot_data *d)
+static void epoch_boundaries(cairo_t *cr, const em_panel *p, const series *s)
 {
-    panel p = *frame;
+    if (s->epochs < 2 || s->epochs > 20)
+        return;
+    const double dash[] = {2, 4};
+    cairo_set_dash(cr, dash, 2, 0);
+    em_plot_color(cr, EM_PLOT_MUTED, 0.5);
+    cairo_set_line_width(cr, 1);
+    for (int e = 0; e + 1 < s->epochs; e++) {
+        double x = round(em_plot_x(p, s->epoch_step[e])) + 0.5;
+        cairo_move_to(cr, x, p->top);
+        cairo_line_to(cr, x, p->top + p->height);
+    }
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+}
+
+static void run_markers(cairo_t *cr, const em_panel *p, const em_train_history *h, const series *s, bool per_step)
+{
+    if (h->restored_epoch > 0) {
+        char label[64];
+        snprintf(label, sizeof label, "best epoch %d (weights kept)", h->restored_epoch);
+        for (int e = 0; e < s->epochs; e++)
+            if ((int)s->epoch_no[e] == h->restored_epoch)
+                vertical_marker(cr, p, per_step ? s->epoch_step[e] : s->epoch_no[e], VAL, label);
+    }
+    if (h->diverged) {
+        char label[64];
+        snprintf(label, sizeof label, "diverged at step %lld", (long long)h->diverged_step);
+        vertical_marker(cr, p, per_step ? (double)h->diverged_step : h->diverged_epoch, ALERT, label);
+    }
+}
+
+static double first_step(const series *s) { return s->n ? s->step[0] - 1 : 0; }
+static double last_step(const series *s) { return s->n ? s->step[s->n - 1] : 1; }
+
+static void loss_panel(cairo_t *cr, em_panel p, const em_train_history *h, const series *s)
+{
+    double lo, hi;
+    em_plot_robust_range(s->loss, s->n, 0.005, &lo, &hi);
+    for (int64_t i = 0; i < s->n; i++)
+        if (isfinite(s->smooth[i]))
+            hi = fmax(hi, s->smooth[i]);
+    for (int e = 0; e < s->epochs; e++) {
+        if (isfinite(s->val_loss[e]))
+            hi = fmax(hi, s->val_loss[e]);
+        if (isfinite(s->test_loss[e]))
+            hi = fmax(hi, s->test_loss[e]);
+    }
+    p.x0 = first_step(s);
+    p.x1 = fmax(last_step(s), p.x0 + 1);
+    p.y0 = lo >= 0.0 ? 0.0 : lo * 1.05;
+    p.y1 = hi > 0.0 ? hi * 1.08 : 1.0;
+    p.integer_x = true;
+    em_plot_axes(cr, &p, "training step (one batch each)", "cross-entropy loss (nats)", "Loss");
+    epoch_boundaries(cr, &p, s);
+    em_plot_line(cr, &p, s->step, s->loss, s->n, LOSS, 0.25, 1.0, false);
+    em_plot_line(cr, &p, s->step, s->smooth, s->n, LOSS, 1.0, 2.2, false);
+    bool val = any_finite(s->val_loss, s->epochs), test = any_finite(s->test_loss, s->epochs);
+    if (val) {
+        em_plot_line(cr, &p, s->epoch_step, s->val_loss, s->epochs, VAL, 1.0, 2.0, false);
+        em_plot_markers(cr, &p, s->epoch_step, s->val_loss, s->epochs, VAL, 4.5);
+    }
+    if (test)
+        em_plot_markers(cr, &p, s->epoch_step, s->test_loss, s->epochs, TEST, 4.0);
+    run_markers(cr, &p, h, s, true);
+    char smooth_label[64];
+    snprintf(smooth_label, sizeof smooth_label, "training, mean of %lld steps", (long long)smoothing_window(s->n));
+    em_legend_item items[4] = {{"training, each batch", LOSS, 0.35, 1.0, false, false},
+                               {smooth_label, LOSS, 1.0, 2.2, false, false}};
+    int n = 2;
+    if (val)
+        items[n++] = (em_legend_item){"validation (end of epoch)", VAL, 1.0, 2.0, true, false};
+    if (test)
+        items[n++] = (em_legend_item){"test (end of epoch)", TEST, 1.0, 0.0, true, false};
+    em_plot_legend(cr, &p, items, n, EM_LEGEND_BEST);
+}
+
+static void accuracy_panel(cairo_t *cr, em_panel p, const em_train_history *h, const series *s)
+{
     double lo = INFINITY, hi = -INFINITY;
-    for (int e = 0; e < d->n_epochs; e++) {
-        double a = d->test_accuracy[e] * 100.0;
-        if (isfinite(a)) {
-            lo = fmin(lo, a);
-            hi = fmax(hi, a);
-        }
-    }
-    p.x0 = 0.5;
-    p.x1 = d->n_epochs + 0.5;
+    const double *curves[3] = {s->train_acc, s->val_acc, s->test_acc};
+    for (int c = 0; c < 3; c++)
+        for (int e = 0; e < s->epochs; e++)
+            if (isfinite(curves[c][e])) {
+                lo = fmin(lo, curves[c][e]);
+                hi = fmax(hi, curves[c][e]);
+            }
+    p.x0 = s->epochs ? s->epoch_no[0] - 0.5 : 0.5;
+    p.x1 = s->epochs ? s->epoch_no[s->epochs - 1] + 0.5 : 1.5;
+    p.integer_x = true;
+    p.percent_y = true;
     if (!isfinite(lo)) {
         p.y0 = 0;
         p.y1 = 100;
-        draw_axes(cr, &p, true, "epoch", "test accuracy (%)", "Test accuracy per epoch");
-        font(cr, 14, false);
-        set_color(cr, MUTED, 1);
-        text_at(cr, p.left + p.width / 2, p.top + p.height / 2, 0.5, 0.5, "no test set");
+        em_plot_axes(cr, &p, "epoch", "accuracy", "Accuracy per epoch");
+        em_plot_note(cr, &p, s->epochs ? "no accuracy recorded" : "no complete epoch");
         return;
     }
-    double span = hi - lo < 4.0 ? 4.0 : hi - lo;
-    p.y0 = fmax(0.0, lo - span * 0.35);
-    p.y1 = fmin(100.0, hi + span * 0.35);
+    double span = fmax(hi - lo, 4.0);
+    p.y0 = fmax(0.0, lo - span * 0.3);
+    p.y1 = fmin(100.0, hi + span * 0.3);
     if (p.y1 - p.y0 < 1.0)
         p.y0 = p.y1 - 1.0;
-    draw_axes(cr, &p, true, "epoch", "test accuracy (%)", "Test accuracy per epoch");
+    em_plot_axes(cr, &p, "epoch", "accuracy", "Accuracy per epoch");
+    static const em_rgb colors[3] = {{0.12, 0.35, 0.70}, {0.90, 0.45, 0.05}, {0.55, 0.25, 0.65}};
+    static const char *const labels[3] = {"training batches", "validation", "test"};
+    em_legend_item items[3];
+    int n = 0;
+    for (int c = 0; c < 3; c++) {
+        if (!any_finite(curves[c], s->epochs))
+            continue;
+        em_plot_line(cr, &p, s->epoch_no, curves[c], s->epochs, colors[c], 1.0, 2.0, c == 0);
+        em_plot_markers(cr, &p, s->epoch_no, curves[c], s->epochs, colors[c], 4.0);
+        items[n++] = (em_legend_item){labels[c], colors[c], 1.0, 2.0, true, c == 0};
+        /* The last value beside its point. */
+        for (int e = s->epochs - 1; e >= 0; e--)
+            if (isfinite(curves[c][e])) {
+                char label[32];
+                snprintf(label, sizeof label, "%.2f%%", curves[c][e]);
+                em_plot_font(cr, 11, true);
+                em_plot_text_halo(cr, em_plot_x(&p, s->epoch_no[e]) - 6, em_plot_y(&p, curves[c][e]) - 8, 1.0, 1.0,
+                                  label);
+                break;
+            }
+    }
+    run_markers(cr, &p, h, s, false);
+    em_plot_legend(cr, &p, items, n, EM_LEGEND_BEST);
+}
 
-    cairo_save(cr);
-    cairo_rectangle(cr, p.left, p.top, p.width, p.height);
-    cairo_clip(cr);
-    set_color(cr, ACCURACY, 1);
-    cairo_set_line_width(cr, 2.2);
-    bool pen_down = false;
-    for (int e = 0; e < d->n_epochs; e++) {
-        double a = d->test_accuracy[e] * 100.0;
-        if (!isfinite(a)) {
-            pen_down = false;
-            continue;
+static void lr_panel(cairo_t *cr, em_panel p, const em_train_history *h, const series *s)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < s->n; i++)
+        if (isfinite(s->lr[i]) && s->lr[i] > 0) {
+            lo = fmin(lo, s->lr[i]);
+            hi = fmax(hi, s->lr[i]);
         }
-        if (pen_down)
-            cairo_line_to(cr, px(&p, e + 1), py(&p, a));
-        else
-            cairo_move_to(cr, px(&p, e + 1), py(&p, a));
-        pen_down = true;
+    p.x0 = first_step(s);
+    p.x1 = fmax(last_step(s), p.x0 + 1);
+    p.integer_x = true;
+    if (!isfinite(lo)) {
+        p.y0 = 0;
+        p.y1 = 1;
+        em_plot_axes(cr, &p, "training step", "learning rate", "Learning rate");
+        em_plot_note(cr, &p, "no learning rate recorded");
+        return;
     }
-    cairo_stroke(cr);
-    font(cr, 12, true);
-    for (int e = 0; e < d->n_epochs; e++) {
-        double a = d->test_accuracy[e] * 100.0;
-        if (!isfinite(a))
-            continue;
-        double x = px(&p, e + 1), y = py(&p, a);
-        set_color(cr, ACCURACY, 1);
-        cairo_arc(cr, x, y, 5, 0, 2 * M_PI);
-        cairo_fill(cr);
-        /* Values beside the points while they fit (the last one always). */
-        if (d->n_epochs <= 12 || e == d->n_epochs - 1) {
-            char label[32];
-            snprintf(label, sizeof label, "%.2f%%", a);
-            text_with_halo(cr, x, y - 10, e == d->n_epochs - 1 && d->n_epochs > 1 ? 0.8 : 0.5, 1.0, label);
-        }
+    /* A log axis once the rate spans more than a factor of 20 (decays, warm-ups). */
+    p.log_y = hi / lo > 20.0;
+    if (p.log_y) {
+        p.y0 = pow(10.0, floor(log10(lo)));
+        p.y1 = pow(10.0, ceil(log10(hi)));
+    } else {
+        p.y0 = 0.0;
+        p.y1 = hi * 1.15;
     }
-    cairo_restore(cr);
+    em_plot_axes(cr, &p, "training step", p.log_y ? "learning rate (log scale)" : "learning rate", "Learning rate");
+    em_plot_line(cr, &p, s->step, s->lr, s->n, LR, 1.0, 2.2, false);
+    run_markers(cr, &p, h, s, true);
+}
+
+static void norm_panel(cairo_t *cr, em_panel p, const em_train_history *h, const series *s)
+{
+    p.x0 = first_step(s);
+    p.x1 = fmax(last_step(s), p.x0 + 1);
+    p.integer_x = true;
+    if (!any_finite(s->norm, s->n)) {
+        p.y0 = 0;
+        p.y1 = 1;
+        em_plot_axes(cr, &p, "training step", "L2 norm of all gradients", "Gradient norm (before clipping)");
+        em_plot_note(cr, &p, "no gradient norm recorded");
+        return;
+    }
+    double *smooth = malloc((size_t)(s->n ? s->n : 1) * sizeof *smooth);
+    if (!smooth)
+        return;
+    em_plot_moving_average(s->norm, s->n, smoothing_window(s->n), smooth);
+    double lo, hi;
+    em_plot_robust_range(s->norm, s->n, 0.01, &lo, &hi);
+    p.y0 = 0.0;
+    p.y1 = hi > 0 ? hi * 1.1 : 1.0;
+    em_plot_axes(cr, &p, "training step", "L2 norm of all gradients", "Gradient norm (before clipping)");
+    em_plot_line(cr, &p, s->step, s->norm, s->n, NORM, 0.25, 1.0, false);
+    em_plot_line(cr, &p, s->step, smooth, s->n, NORM, 1.0, 2.2, false);
+    run_markers(cr, &p, h, s, true);
+    em_legend_item items[2] = {{"each step", NORM, 0.35, 1.0, false, false}, {"moving average", NORM, 1.0, 2.2, false, false}};
+    em_plot_legend(cr, &p, items, 2, EM_LEGEND_BEST);
+    free(smooth);
 }
 
 int em_plot_training(const char *path, const em_plot_data *d)
 {
-    cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, WIDTH, HEIGHT);
-    if (cairo_surface_status(surface) != CAIRO_STATUS_SUCCESS) {
-        cairo_surface_destroy(surface);
-        return em_error("plot %s: cannot create a %dx%d image", path, WIDTH, HEIGHT);
+    const em_train_history *h = d->history;
+    if (!h)
+        return em_error("plot %s: no history to draw", path);
+    series s;
+    if (!make_series(h, &s))
+        return em_error("plot %s: out of memory", path);
+    cairo_t *cr = em_plot_begin(WIDTH, HEIGHT, d->title ? d->title : "Training", d->subtitle);
+    if (!cr) {
+        free_series(&s);
+        return em_error_prefix("plot %s: ", path);
     }
-    cairo_t *cr = cairo_create(surface);
-    cairo_set_source_rgb(cr, 0.97, 0.97, 0.98);
-    cairo_paint(cr);
-
-    font(cr, 20, true);
-    set_color(cr, INK, 1);
-    text_at(cr, WIDTH / 2.0, 16, 0.5, 0.0, d->title ? d->title : "Training");
-    if (d->subtitle) {
-        font(cr, 13, false);
-        set_color(cr, MUTED, 1);
-        text_at(cr, WIDTH / 2.0, 46, 0.5, 0.0, d->subtitle);
-    }
-    panel loss = {.left = 90, .top = 104, .width = 700, .height = 370};
-    panel acc = {.left = 920, .top = 104, .width = 330, .height = 370};
-    loss_panel(cr, &loss, d);
-    accuracy_panel(cr, &acc, d);
-
-    cairo_status_t status = cairo_surface_write_to_png(surface, path);
-    cairo_destroy(cr);
-    cairo_surface_destroy(surface);
-    if (status != CAIRO_STATUS_SUCCESS)
-        return em_error("plot %s: %s", path, cairo_status_to_string(status));
-    return EM_OK;
+    const double left = 105, mid = 735, top = 110, bottom = 560, wide = 560, narrow = 450, tall = 330, short_h = 280;
+    loss_panel(cr, (em_panel){.left = left, .top = top, .width = wide, .height = tall}, h, &s);
+    accuracy_panel(cr, (em_panel){.left = mid + 70, .top = top, .width = narrow - 10, .height = tall}, h, &s);
+    lr_panel(cr, (em_panel){.left = left, .top = bottom + 30, .width = wide, .height = short_h}, h, &s);
+    norm_panel(cr, (em_panel){.left = mid + 70, .top = bottom + 30, .width = narrow - 10, .height = short_h}, h, &s);
+    free_series(&s);
+    return em_plot_finish(cr, path);
 }

@@ -127,16 +127,18 @@ void em_progress_epoch_end(em_progress *p, const em_epoch_stats *s, bool has_tes
 {
     if (p->quiet)
         return;
-    char line[256];
-    int n;
-    if (has_test)
-        n = snprintf(line, sizeof line,
-                     "epoch %d/%d  train loss %.4f  test loss %.4f  test accuracy %.2f%%  %.2f s  %.0f samples/s",
-                     s->epoch, p->epochs, s->train_loss, s->test_loss, s->test_accuracy * 100.0,
-                     s->seconds, s->samples_per_second);
-    else
-        n = snprintf(line, sizeof line, "epoch %d/%d  train loss %.4f  %.2f s  %.0f samples/s", s->epoch,
-                     p->epochs, s->train_loss, s->seconds, s->samples_per_second);
+    char line[320];
+    int n = snprintf(line, sizeof line, "epoch %d/%d  train loss %.4f", s->epoch, p->epochs, s->train_loss);
+    /* The validation columns when there is a validation set (NaN otherwise). */
+    if (n > 0 && !isnan(s->val_loss))
+        n += snprintf(line + n, sizeof line - (size_t)n, "  val loss %.4f  val accuracy %.2f%%", s->val_loss,
+                      s->val_accuracy * 100.0);
+    if (n > 0 && (size_t)n < sizeof line && has_test)
+        n += snprintf(line + n, sizeof line - (size_t)n, "  test loss %.4f  test accuracy %.2f%%", s->test_loss,
+                      s->test_accuracy * 100.0);
+    if (n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, "  %.2f s  %.0f samples/s", s->seconds,
+                      s->samples_per_second);
     if (n < 0)
         return;
     if (n >= (int)sizeof line)

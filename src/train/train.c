@@ -25,6 +25,7 @@ em_train_opts em_train_defaults(void)
     o.seed = 0;
     o.shuffle = true;
     o.progress = EM_PROGRESS_AUTO;
+    o.schedule = em_schedule_defaults(EM_SCHEDULE_CONSTANT);
     return o;
 }
 
@@ -41,10 +42,18 @@ static void describe_optimizer(char *buf, size_t cap, const em_train_opts *o)
                           p->nesterov ? " (nesterov)" : "");
         if (p->dampening != 0.0f && (size_t)n < cap)
             n += snprintf(buf + n, cap - (size_t)n, ", dampening %g", (double)p->dampening);
-    } else if (o->optimizer == EM_OPTIM_ADAM) {
+    } else if (o->optimizer == EM_OPTIM_ADAM || o->optimizer == EM_OPTIM_ADAMW) {
         n += snprintf(buf + n, cap - (size_t)n, ", betas %g/%g%s", (double)p->beta1, (double)p->beta2,
                       p->amsgrad ? ", amsgrad" : "");
+    } else if (o->optimizer == EM_OPTIM_RMSPROP) {
+        n += snprintf(buf + n, cap - (size_t)n, ", alpha %g%s", (double)p->alpha, p->centered ? ", centered" : "");
+        if (p->momentum != 0.0f && n >= 0 && (size_t)n < cap)
+            n += snprintf(buf + n, cap - (size_t)n, ", momentum %g", (double)p->momentum);
+    } else if (o->optimizer == EM_OPTIM_ADAGRAD && p->lr_decay != 0.0f) {
+        n += snprintf(buf + n, cap - (size_t)n, ", lr decay %g", (double)p->lr_decay);
     }
+    if (o->schedule.kind != EM_SCHEDULE_CONSTANT && n >= 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, ", %s schedule", em_schedule_name(o->schedule.kind));
     if (p->weight_decay != 0.0f && n >= 0 && (size_t)n < cap)
         snprintf(buf + n, cap - (size_t)n, ", weight decay %g", (double)p->weight_decay);
 }
@@ -115,6 +124,9 @@ typedef struct run {
     /* Unfreezing: the names of the parameters frozen at the start, '|'-separated. */
     char *frozen_pattern;
     bool unfrozen;
+    /* Norms, clipping, schedule, validation, early stopping, history (monitor.c). */
+    em_monitor mon;
+    em_dataset *train_part, *val_part; /* a validation split's views */
 } run;
 
 /* A stop request, or the step budget spent: either ends the run as Ctrl-C does. */
@@ -163,13 +175,23 @@ static int unfreeze(run *r, int epoch)
     int n = em_model_unfreeze(r->m, r->frozen_pattern);
     if (n < 0)
         return em_error_prefix("unfreezing before epoch %d: ", epoch);
-    em_param_group group = {.pattern = r->frozen_pattern, .set_lr = true, .lr = r->o.unfreeze_lr};
-    em_optim *opt = em_optim_new_grouped(r->m, r->o.optimizer, &r->o.optim, &group, 1);
+    /* The unfrozen tensors come first, then the run's own parameter groups. */
+    int n_groups = r->o.n_param_groups + 1;
+    em_param_group *groups = malloc((size_t)n_groups * sizeof *groups);
+    if (!groups)
+        return em_error("unfreezing before epoch %d: out of memory", epoch);
+    groups[0] = (em_param_group){.pattern = r->frozen_pattern, .set_lr = true, .lr = r->o.unfreeze_lr};
+    for (int g = 1; g < n_groups; g++)
+        groups[g] = r->o.param_groups[g - 1];
+    em_optim *opt = em_optim_new_grouped(r->m, r->o.optimizer, &r->o.optim, groups, n_groups);
+    free(groups);
     if (!opt)
         return em_error_prefix("unfreezing before epoch %d: ", epoch);
     em_optim_copy_state(opt, r->opt);
     em_optim_free(r->opt);
     r->opt = opt;
+    if (em_monitor_set_optimizer(&r->mon, opt) != EM_OK)
+        return em_error_prefix("unfreezing before epoch %d: ", epoch);
     if (r->o.progress != EM_PROGRESS_QUIET)
         fprintf(r->o.log ? r->o.log : stderr, "epoch %d: %d frozen parameter tensors train from now on, lr %g\n",
                 epoch, n, (double)r->o.unfreeze_lr);
@@ -254,6 +276,7 @@ static int write_plot(run *r)
         .test_accuracy = r->epoch_accuracy,
         .train_loss = r->epoch_train_loss,
         .n_epochs = r->epochs_run,
+        .history = r->mon.history,
     };
     return em_plot_training(r->o.plot_path, &d);
 }
@@ -287,7 +310,7 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
         if (r->step_loss)
             r->step_loss[r->steps] = value;
         if (!isfinite(value)) {
-            em_metrics_step(r->metrics, step, epoch, value, em_optim_lr(r->opt), em_now() - r->start);
+            em_monitor_diverged(&r->mon, step, epoch, value);
             r->steps++;
             em_step_end();
             return em_error("training diverged: the loss is %s at epoch %d, step %lld (batch %lld of %lld "
@@ -299,12 +322,13 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
             em_step_end();
             return em_error_prefix("epoch %d, step %lld: ", epoch, (long long)step);
         }
+        em_monitor_gradients(&r->mon, logits, b.y, b.n);
         em_optim_step(r->opt);
         r->steps++;
         done++;
         items += b.n;
         loss_sum += value;
-        em_metrics_step(r->metrics, step, epoch, value, em_optim_lr(r->opt), em_now() - r->start);
+        em_monitor_step(&r->mon, step, epoch, value);
         em_progress_step(&r->progress, done, items, loss_sum / (double)done);
         bool due = r->o.checkpoint_every > 0 && r->steps % r->o.checkpoint_every == 0;
         if (r->o.checkpoint_path && (due || (stop_requested(r) && r->last_checkpoint_step != r->steps)) &&
@@ -347,17 +371,20 @@ static int train_all(run *r, em_train_result *result)
         r->epoch_test_loss[epoch - 1] = s.test_loss;
         r->epoch_accuracy[epoch - 1] = s.test_accuracy;
         r->epochs_run = epoch;
+        if (em_monitor_epoch_end(&r->mon, &s, r->steps) != EM_OK)
+            return EM_ERR;
         em_progress_epoch_end(&r->progress, &s, r->test != NULL);
-        em_metrics_epoch(r->metrics, r->steps, &s, em_optim_lr(r->opt), em_now() - r->start);
         if (result) {
             result->epochs_run = epoch;
             result->last = s;
             result->steps = r->steps;
             result->total_seconds = em_now() - r->start;
         }
-        if (r->o.checkpoint_path && (epoch == r->o.epochs || stop_requested(r)) &&
+        if (r->o.checkpoint_path && (epoch == r->o.epochs || r->mon.stop || stop_requested(r)) &&
             write_checkpoint(r, epoch, 0.0, 0, true) != EM_OK)
             return EM_ERR;
+        if (r->mon.stop)
+            return EM_OK;
         if (stop_requested(r) && epoch < r->o.epochs) {
             r->interrupted = true;
             return EM_OK;
@@ -384,6 +411,14 @@ static int check_options(const em_model *m, const em_dataset *train, const em_da
         return em_error_prefix("train: ");
     if (test && em_train_check_fit(m, test) != EM_OK)
         return em_error_prefix("train, test set: ");
+    if (o->validation && em_train_check_fit(m, o->validation) != EM_OK)
+        return em_error_prefix("train, validation set: ");
+    if (o->val_split != 0.0 && (o->validation || !(o->val_split > 0.0 && o->val_split < 1.0)))
+        return em_error("train: the validation split must be between 0 and 1 (exclusive) and excludes a "
+                        "validation dataset, got %g%s",
+                        o->val_split, o->validation ? " with a validation dataset" : "");
+    if (o->n_param_groups < 0 || (o->n_param_groups > 0 && !o->param_groups))
+        return em_error("train: %d parameter groups without a list", o->n_param_groups);
     return EM_OK;
 }
 
@@ -400,16 +435,28 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     if (check_options(m, train, test, &r.o) != EM_OK)
         return EM_ERR;
     r.m = m;
-    r.train = train;
     r.test = test;
     r.start = em_now();
+    r.train = train;
     r.first_epoch = 1;
     r.loader_ready = true; /* a new loader stands at the first epoch's start */
     if (r.o.unfreeze_after > 0 && note_frozen(&r) != EM_OK)
         return EM_ERR;
 
+    /* A validation split: two views of the training data, seeded like the data order. */
+    const em_dataset *val = r.o.validation;
+    if (r.o.val_split > 0.0) {
+        if (em_dataset_split(train, r.o.val_split, r.o.seed, &r.train_part, &r.val_part) != EM_OK) {
+            free(r.frozen_pattern);
+            return em_error_prefix("train: ");
+        }
+        train = r.train_part;
+        val = r.val_part;
+        r.train = train;
+    }
+
     int rc = EM_ERR;
-    r.opt = em_optim_new(m, r.o.optimizer, &r.o.optim);
+    r.opt = em_optim_new_grouped(m, r.o.optimizer, &r.o.optim, r.o.param_groups, r.o.n_param_groups);
     if (!r.opt) {
         em_error_prefix("train: ");
         goto done;
@@ -437,12 +484,17 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     }
     if (r.o.metrics_path && !(r.metrics = em_metrics_open(r.o.metrics_path)))
         goto done;
+    if (em_monitor_start(&r.mon, m, r.opt, &r.o, val, r.metrics, r.batches, r.start) != EM_OK)
+        goto done;
+    em_monitor_resume(&r.mon, r.steps, r.first_epoch - 1);
     em_progress_init(&r.progress, r.o.log, r.o.progress, r.o.epochs, r.batches, train->count);
 
     bool grad_was = em_set_grad_enabled(true);
     rc = train_all(&r, result);
     em_set_grad_enabled(grad_was);
     em_progress_interrupt(&r.progress);
+    /* The best epoch's weights, before they are saved. */
+    em_monitor_finish(&r.mon, result);
     if (result) {
         result->steps = r.steps;
         result->interrupted = r.interrupted;
@@ -475,5 +527,8 @@ done:
     em_loader_free(r.loader);
     em_optim_free(r.opt);
     free(r.frozen_pattern);
+    em_monitor_free(&r.mon);
+    em_dataset_free(r.train_part);
+    em_dataset_free(r.val_part);
     return rc;
 }

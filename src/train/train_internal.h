@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "ember/history.h"
+#include "ember/schedule.h"
 #include "ember/train.h"
 
 /* ---- evaluate.c: feeding a dataset to a model ------------------------------------- */
@@ -44,12 +46,62 @@ typedef struct em_metrics em_metrics;
 
 /* NULL with an error naming the path if it cannot be created. */
 em_metrics *em_metrics_open(const char *path);
-/* A step's row: the batch loss; test columns empty. */
-void em_metrics_step(em_metrics *mf, int64_t step, int epoch, double loss, double lr, double seconds);
-/* An epoch's row: the epoch's mean training loss and the evaluation. */
-void em_metrics_epoch(em_metrics *mf, int64_t step, const em_epoch_stats *s, double lr, double seconds);
+/* A step's row: the batch's loss and accuracy, lr, gradient norm; evaluation columns
+ * empty. */
+void em_metrics_step(em_metrics *mf, int epoch, const em_step_record *r);
+/* An epoch's row: the epoch's means and the evaluations. */
+void em_metrics_epoch(em_metrics *mf, const em_epoch_record *e);
 /* Closes; EM_ERR naming the path if any write failed. */
 int em_metrics_close(em_metrics *mf);
+
+/* ---- monitor.c: everything around the optimizer update ------------------------------
+ * Gradient norm and clipping, the learning-rate schedule, the validation set, early
+ * stopping with the best weights kept, the history and the metrics rows. em_train calls
+ * it at fixed points of each step and epoch. */
+typedef struct em_monitor {
+    em_model *m;
+    em_optim *opt;
+    const em_train_opts *o;
+    const em_dataset *val;
+    em_metrics *metrics;       /* not owned */
+    em_schedule *schedule;
+    em_train_history *history; /* o->history, or own_history */
+    em_train_history own_history;
+    double start;              /* em_now() of the run's start */
+    /* the step in progress */
+    float step_lr, step_grad_norm, step_accuracy;
+    /* the epoch in progress */
+    double grad_norm_sum;
+    int64_t grad_norms, correct, seen;
+    /* early stopping */
+    double best_val;
+    int best_epoch, since_best;
+    float *best_weights;       /* every state tensor of the model, back to back */
+    int restored_epoch;
+    bool stop;
+} em_monitor;
+
+/* val may be NULL; batches per epoch for a cosine schedule's default length. */
+int em_monitor_start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o, const em_dataset *val,
+                     em_metrics *metrics, int64_t batches, double start);
+/* After backward, before the update: the batch's accuracy (from logits and labels),
+ * the gradient norm, clipping. */
+void em_monitor_gradients(em_monitor *mon, const em_tensor *logits, const int32_t *labels, int64_t n);
+/* After the update: the step's record and row, a per-step schedule tick. */
+void em_monitor_step(em_monitor *mon, int64_t step, int epoch, float loss);
+/* The optimizer was rebuilt (unfreezing): clipping, norms and the schedule use it. */
+int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt);
+/* A resumed run: the schedule catches up with the ticks of the steps and epochs done
+ * (a plateau schedule's counters are not in checkpoints and start afresh). */
+void em_monitor_resume(em_monitor *mon, int64_t steps_done, int epochs_done);
+/* A non-finite loss at this step: its record and row. */
+void em_monitor_diverged(em_monitor *mon, int64_t step, int epoch, float loss);
+/* After the epoch's test evaluation (s filled): validation, a per-epoch schedule tick,
+ * early stopping, the epoch's record and row; fills s's validation fields. */
+int em_monitor_epoch_end(em_monitor *mon, em_epoch_stats *s, int64_t steps);
+/* Restores the best weights when early stopping asked to keep them. */
+void em_monitor_finish(em_monitor *mon, em_train_result *result);
+void em_monitor_free(em_monitor *mon);
 
 /* ---- plot.c: PNG of the loss per step and the test accuracy per epoch --------------- */
 typedef struct em_plot_data {
@@ -62,6 +114,9 @@ typedef struct em_plot_data {
     const double *test_accuracy;  /* n_epochs, in [0, 1] */
     const double *train_loss;     /* n_epochs epoch means */
     int n_epochs;
+    /* When set, the plot draws from the history instead (validation curves, learning
+     * rate and gradient norm panels). */
+    const em_train_history *history;
 } em_plot_data;
 
 int em_plot_training(const char *path, const em_plot_data *d);
