@@ -265,7 +265,7 @@ void cli_training_describe(const em_train_opts *o, char *buf, size_t cap)
     if (o->n_param_groups > 0)
         ADD("%s%d parameter group%s", n ? ", " : "", o->n_param_groups, o->n_param_groups == 1 ? "" : "s");
     if (o->val_split > 0)
-        ADD("%s%g of the training data for validation", n ? ", " : "", o->val_split);
+        ADD("%s%g%% of the training data held out for validation", n ? ", " : "", 100.0 * o->val_split);
     if (o->patience > 0)
         ADD("%searly stopping after %d epochs without improvement", n ? ", " : "", o->patience);
 #undef ADD

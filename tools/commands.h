@@ -4,6 +4,7 @@
 #define EMBER_TOOLS_COMMANDS_H
 
 int cmd_train_main(int argc, char **argv, int first);
+int cmd_compare_main(int argc, char **argv, int first);
 int cmd_eval_main(int argc, char **argv, int first);
 int cmd_gradcheck_main(int argc, char **argv, int first);
 int cmd_inspect_main(int argc, char **argv, int first);

@@ -16,6 +16,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"train", "train a model described in a file on a dataset", cmd_train_main},
+    {"compare", "train variants (optimizers, activations, models, data sizes) alike; report", cmd_compare_main},
     {"eval", "loss and accuracy of saved weights on a dataset", cmd_eval_main},
     {"gradcheck", "compare a model's gradients with finite differences", cmd_gradcheck_main},
     {"finetune", "train from pre-trained weights: freeze, new head (transfer learning)", cmd_finetune_main},

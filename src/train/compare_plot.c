@@ -167,7 +167,10 @@ static void step_panel(cairo_t *cr, em_panel p, const em_comparison *c)
     double cap = isfinite(lo) ? 4.0 * lo + 2.5 : 1.0;
     p.y1 = isfinite(hi) ? fmin(hi, cap) * 1.08 : 1.0;
     char ylabel[96];
-    snprintf(ylabel, sizeof ylabel, "training loss, mean of %lld steps (nats)", (long long)window);
+    if (window > 1)
+        snprintf(ylabel, sizeof ylabel, "training loss, mean of %lld steps (nats)", (long long)window);
+    else
+        snprintf(ylabel, sizeof ylabel, "training loss per batch (nats)");
     em_plot_axes(cr, &p, "training step (one batch each)", ylabel, "Training loss per step");
     for (int i = 0; i < c->n_runs; i++) {
         const em_train_history *h = &c->runs[i].history;
@@ -221,7 +224,8 @@ static void bar_panel(cairo_t *cr, em_panel p, const em_comparison *c)
      * axis says where they start. */
     double span = isfinite(lo) ? fmax(hi - lo, 2.0) : 100.0;
     p.x0 = isfinite(lo) ? fmax(0.0, floor((lo - span * 0.6) / 5.0) * 5.0) : 0.0;
-    p.x1 = isfinite(hi) ? fmin(100.0, hi + span * 0.35) : 100.0;
+    /* Room right of the longest bar for its label. */
+    p.x1 = isfinite(hi) ? fmin(100.0, hi + (hi - p.x0) * 0.4) : 100.0;
     if (p.x1 <= p.x0)
         p.x1 = p.x0 + 1.0;
     p.y0 = 0;
