@@ -7,6 +7,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Built without AVX-512 (EMBER_NATIVE off), GCC and Clang note that 64-byte vector
+ * returns would change the ABI; these helpers are static inline, so no call crosses an
+ * ABI boundary. (Stays in effect for the files that include this one.) */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 typedef float em_vf16 __attribute__((vector_size(16 * sizeof(float))));
 /* Lane masks (all ones or zero, as comparisons of em_vf16 give) and 32-bit integers. */
 typedef int32_t em_vi16 __attribute__((vector_size(16 * sizeof(int32_t))));
