@@ -175,14 +175,16 @@ em_model *em_model_load(const char *path, uint64_t seed)
         return NULL;
     }
     char *text = malloc(MAX_DESCRIPTION_BYTES + 1);
+    errno = 0;
     size_t n = text ? fread(text, 1, MAX_DESCRIPTION_BYTES + 1, f) : 0;
     bool read_error = ferror(f) != 0;
+    int read_errno = errno; /* EISDIR for a directory */
     fclose(f);
     em_model *m = NULL;
     if (!text)
         em_error("%s: out of memory", path);
     else if (read_error)
-        em_error("%s: read error", path);
+        em_error("cannot read model description %s: %s", path, read_errno ? strerror(read_errno) : "read error");
     else if (n > MAX_DESCRIPTION_BYTES)
         em_error("%s: larger than %d bytes; is this a model description?", path, MAX_DESCRIPTION_BYTES);
     else if (memchr(text, '\0', n))
