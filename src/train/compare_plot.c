@@ -38,18 +38,47 @@ static void epoch_series(const em_train_history *h, size_t field_offset, double 
     }
 }
 
-static void run_legend(cairo_t *cr, const em_panel *p, const em_comparison *c, em_legend_corner corner,
-                       const char *extra_solid, const char *extra_dashed)
+/* One key for every panel: a coloured line and the run's name per run, in rows under
+ * the subtitle. Returns the height it took. */
+static double run_key(cairo_t *cr, const em_comparison *c, double top)
 {
-    em_legend_item items[24];
-    int n = 0;
-    for (int i = 0; i < c->n_runs && n < 20; i++)
-        items[n++] = (em_legend_item){c->runs[i].name, em_plot_palette(i), 1.0, 2.2, false, false};
-    if (extra_solid)
-        items[n++] = (em_legend_item){extra_solid, EM_PLOT_MUTED, 1.0, 2.0, false, false};
-    if (extra_dashed)
-        items[n++] = (em_legend_item){extra_dashed, EM_PLOT_MUTED, 1.0, 2.0, false, true};
-    em_plot_legend(cr, p, items, n, corner);
+    em_plot_font(cr, 13, true);
+    double widths[64], total = 0;
+    int n = c->n_runs < 64 ? c->n_runs : 64;
+    for (int i = 0; i < n; i++) {
+        cairo_text_extents_t e;
+        cairo_text_extents(cr, c->runs[i].name, &e);
+        widths[i] = 30 + e.x_advance + 22;
+        total += widths[i];
+    }
+    const double max_row = WIDTH - 120, row_h = 20;
+    /* Rows as even as the widths allow, each centred. */
+    int rows = (int)ceil(total / max_row);
+    double y = top, x = 0, row_start = 0;
+    int i0 = 0;
+    for (int i = 0; i <= n; i++) {
+        bool end_row = i == n || (x + widths[i] > total / (rows > 0 ? rows : 1) + 60 && i > i0);
+        if (end_row) {
+            double left = (WIDTH - (x - row_start)) / 2.0, cx = left;
+            for (int k = i0; k < i; k++) {
+                em_plot_color(cr, em_plot_palette(k), 1);
+                cairo_set_line_width(cr, 3);
+                cairo_move_to(cr, cx, y + row_h / 2);
+                cairo_line_to(cr, cx + 24, y + row_h / 2);
+                cairo_stroke(cr);
+                em_plot_color(cr, EM_PLOT_INK, 1);
+                em_plot_text(cr, cx + 30, y + row_h / 2, 0.0, 0.5, c->runs[k].name);
+                cx += widths[k];
+            }
+            if (i == n)
+                break;
+            y += row_h;
+            row_start = x;
+            i0 = i;
+        }
+        x += widths[i];
+    }
+    return y + row_h - top;
 }
 
 static void epoch_panel(cairo_t *cr, em_panel p, const em_comparison *c, bool accuracy)
@@ -115,10 +144,11 @@ static void epoch_panel(cairo_t *cr, em_panel p, const em_comparison *c, bool ac
                 em_plot_line(cr, &p, x, y2, h->n_epochs, em_plot_palette(i), 0.9, 1.6, true);
             }
         }
-        if (accuracy)
-            run_legend(cr, &p, c, EM_LEGEND_BEST, NULL, NULL);
-        else
-            run_legend(cr, &p, c, EM_LEGEND_BEST, "validation", "training (epoch mean)");
+        if (!accuracy) {
+            em_legend_item items[2] = {{"validation", EM_PLOT_MUTED, 1.0, 2.2, true, false},
+                                       {"training (epoch mean)", EM_PLOT_MUTED, 1.0, 1.6, false, true}};
+            em_plot_legend(cr, &p, items, 2, EM_LEGEND_BEST);
+        }
     }
     free(x);
     free(y);
@@ -197,7 +227,6 @@ static void step_panel(cairo_t *cr, em_panel p, const em_comparison *c)
         }
         free(all[i]);
     }
-    run_legend(cr, &p, c, EM_LEGEND_BEST, NULL, NULL);
     free(all);
     free(x);
     free(y);
@@ -248,9 +277,17 @@ static void bar_panel(cairo_t *cr, em_panel p, const em_comparison *c)
             cairo_fill(cr);
             snprintf(label, sizeof label, "%.2f%%   %.1f s%s", best[i], r->seconds,
                      r->history.diverged ? "   (then diverged)" : "");
-            em_plot_font(cr, 11, false);
-            em_plot_text_halo(cr, fmin(x1 + 6, p.left + p.width - 4), cy,
-                              x1 + 140 > p.left + p.width ? 1.0 : 0.0, 0.5, label);
+            em_plot_font(cr, 11, true);
+            cairo_text_extents_t e;
+            cairo_text_extents(cr, label, &e);
+            if (x1 + 6 + e.x_advance < p.left + p.width - 4) {
+                em_plot_color(cr, EM_PLOT_INK, 1);
+                em_plot_text(cr, x1 + 6, cy, 0.0, 0.5, label);
+            } else {
+                /* No room right of the bar: white on the bar's end. */
+                cairo_set_source_rgb(cr, 1, 1, 1);
+                em_plot_text(cr, x1 - 6, cy, 1.0, 0.5, label);
+            }
         } else {
             if (r->history.diverged)
                 snprintf(label, sizeof label, "diverged at step %lld (loss not finite)", (long long)r->history.diverged_step);
@@ -340,17 +377,28 @@ int em_compare_plot(const em_comparison *c, const char *path)
     snprintf(subtitle, sizeof subtitle, "%d run%s, one %s each; same data, seed, data order and budget", c->n_runs,
              c->n_runs == 1 ? "" : "s", em_compare_axis_name(c->axis));
     bool curves = c->axis == EM_COMPARE_TRAIN_SIZES;
-    cairo_t *cr = em_plot_begin(WIDTH, curves ? 600 : HEIGHT, c->title, subtitle);
+    /* The run key takes one row per ~1100 pixels of names; the canvas grows with it. */
+    double key_rows_h = 0;
+    if (!curves) {
+        cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 8, 8);
+        cairo_t *pc = cairo_create(probe);
+        key_rows_h = run_key(pc, c, 0);
+        cairo_destroy(pc);
+        cairo_surface_destroy(probe);
+    }
+    double shift = curves ? 0 : key_rows_h + 14;
+    cairo_t *cr = em_plot_begin(WIDTH, (int)((curves ? 600 : HEIGHT) + shift), c->title, subtitle);
     if (!cr)
         return em_error_prefix("plot %s: ", path);
     if (curves) {
         curve_panel(cr, (em_panel){.left = 105, .top = 110, .width = 510, .height = 390}, c, false);
         curve_panel(cr, (em_panel){.left = 735, .top = 110, .width = 510, .height = 390}, c, true);
     } else {
-        epoch_panel(cr, (em_panel){.left = 105, .top = 110, .width = 510, .height = 340}, c, true);
-        epoch_panel(cr, (em_panel){.left = 735, .top = 110, .width = 510, .height = 340}, c, false);
-        step_panel(cr, (em_panel){.left = 105, .top = 560, .width = 510, .height = 320}, c);
-        bar_panel(cr, (em_panel){.left = 735, .top = 560, .width = 510, .height = 320}, c);
+        run_key(cr, c, 70);
+        epoch_panel(cr, (em_panel){.left = 105, .top = 110 + shift, .width = 510, .height = 340}, c, true);
+        epoch_panel(cr, (em_panel){.left = 735, .top = 110 + shift, .width = 510, .height = 340}, c, false);
+        step_panel(cr, (em_panel){.left = 105, .top = 560 + shift, .width = 510, .height = 320}, c);
+        bar_panel(cr, (em_panel){.left = 735, .top = 560 + shift, .width = 510, .height = 320}, c);
     }
     return em_plot_finish(cr, path);
 }

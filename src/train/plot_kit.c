@@ -240,24 +240,26 @@ void em_plot_legend(cairo_t *cr, const em_panel *p, const em_legend_item *items,
     double row = 18, box_w = w + 52, box_h = n * row + 10;
     double left = p->left + 10, right = p->left + p->width - box_w - 10;
     double top = p->top + 10, bottom = p->top + p->height - box_h - 10;
+    double x = left, y = top;
     if (corner == EM_LEGEND_BEST) {
-        /* Ties go in this order: top right, top left, bottom right, bottom left. */
-        const em_legend_corner order[4] = {EM_LEGEND_TOP_RIGHT, EM_LEGEND_TOP_LEFT, EM_LEGEND_BOTTOM_RIGHT,
-                                           EM_LEGEND_BOTTOM_LEFT};
+        /* The four corners, then the middles of the sides; ties go to the first. */
+        const double xs[8] = {right, left, right, left, right, left, (left + right) / 2, (left + right) / 2};
+        const double ys[8] = {top, top, bottom, bottom, (top + bottom) / 2, (top + bottom) / 2, top, bottom};
         int best = -1;
-        for (int k = 0; k < 4; k++) {
-            bool is_left = order[k] == EM_LEGEND_TOP_LEFT || order[k] == EM_LEGEND_BOTTOM_LEFT;
-            bool is_top = order[k] == EM_LEGEND_TOP_LEFT || order[k] == EM_LEGEND_TOP_RIGHT;
-            int c = covered(p, is_left ? left : right, is_top ? top : bottom, box_w, box_h);
+        for (int k = 0; k < 8; k++) {
+            int c = covered(p, xs[k], ys[k], box_w, box_h);
             if (best < 0 || c < best) {
                 best = c;
-                corner = order[k];
+                x = xs[k];
+                y = ys[k];
             }
         }
+    } else {
+        bool is_left = corner == EM_LEGEND_TOP_LEFT || corner == EM_LEGEND_BOTTOM_LEFT;
+        bool is_top = corner == EM_LEGEND_TOP_LEFT || corner == EM_LEGEND_TOP_RIGHT;
+        x = is_left ? left : right;
+        y = is_top ? top : bottom;
     }
-    bool is_left = corner == EM_LEGEND_TOP_LEFT || corner == EM_LEGEND_BOTTOM_LEFT;
-    bool is_top = corner == EM_LEGEND_TOP_LEFT || corner == EM_LEGEND_TOP_RIGHT;
-    double x = is_left ? left : right, y = is_top ? top : bottom;
     cairo_set_source_rgba(cr, 1, 1, 1, 0.92);
     cairo_rectangle(cr, x, y, box_w, box_h);
     cairo_fill_preserve(cr);

@@ -53,7 +53,7 @@ typedef struct em_legend_item {
 } em_legend_item;
 
 typedef enum em_legend_corner {
-    EM_LEGEND_BEST = 0, /* the corner where the box covers the fewest drawn points */
+    EM_LEGEND_BEST = 0, /* the corner (or side's middle) where the box hides the fewest drawn points */
     EM_LEGEND_TOP_RIGHT,
     EM_LEGEND_BOTTOM_RIGHT,
     EM_LEGEND_TOP_LEFT,
