@@ -338,6 +338,13 @@ static void test_errors(void)
     em_clear_error();
     CHECK(em_conv2d(x, w, b, 1, 1, 0, 0, 1, 1, 0, EM_ACT_NONE, 0) == NULL);
     CHECK_ERROR_CONTAINS("groups");
+    /* Sizes that overflow the products: refused, not wrapped. */
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 1, 1, INT32_MAX, INT32_MAX, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("too large");
+    em_clear_error();
+    CHECK(em_conv2d(x, w, b, 1, 1, 0, 0, INT32_MAX, 1, 1, EM_ACT_NONE, 0) == NULL);
+    CHECK_ERROR_CONTAINS("smaller than the kernel");
     CHECK(em_conv2d(NULL, w, b, 1, 1, 0, 0, 1, 1, 1, EM_ACT_NONE, 0) == NULL);
     em_step_end();
 }

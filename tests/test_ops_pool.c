@@ -226,6 +226,9 @@ static void test_errors(void)
     CHECK(em_avg_pool2d(x, 0, 2, 1, 1, 0, 0, true) == NULL);
     CHECK_ERROR_CONTAINS("kernel 0x2");
     em_clear_error();
+    CHECK(em_max_pool2d(x, 3, 3, 1, 1, INT32_MAX, 0) == NULL);
+    CHECK_ERROR_CONTAINS("at most half the kernel");
+    em_clear_error();
     CHECK(em_adaptive_avg_pool2d_1x1(em_tensor_zeros3(NULL, 2, 3, 4)) == NULL);
     CHECK_ERROR_CONTAINS("[2, 3, 4]");
     CHECK(em_max_pool2d(NULL, 2, 2, 2, 2, 0, 0) == NULL);

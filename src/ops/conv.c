@@ -332,6 +332,8 @@ static int check_conv(const em_tensor *x, const em_tensor *w, const em_tensor *b
     if (b && (b->ndim != 1 || b->shape[0] != o))
         return em_error("conv2d: bias must be [%lld] for weight %s, got %s", (long long)o,
                         em_shape_str(w), em_shape_str(b));
+    if (w->shape[2] > INT_MAX || w->shape[3] > INT_MAX)
+        return em_error("conv2d: kernel of weight %s is too large", em_shape_str(w));
     int64_t kh_eff = (int64_t)dh * (w->shape[2] - 1) + 1, kw_eff = (int64_t)dw * (w->shape[3] - 1) + 1;
     int64_t hp = x->shape[2] + 2 * (int64_t)ph, wp = x->shape[3] + 2 * (int64_t)pw;
     if (hp < kh_eff || wp < kw_eff)
@@ -358,6 +360,9 @@ static int check_conv(const em_tensor *x, const em_tensor *w, const em_tensor *b
     g->cg = c / groups;
     g->og = o / groups;
     g->k = g->cg * g->kh * g->kw;
+    if (g->oh > INT_MAX || g->ow > INT_MAX)
+        return em_error("conv2d: input %s with weight %s is too large for one image's product",
+                        em_shape_str(x), em_shape_str(w));
     g->p = g->oh * g->ow;
     g->direct = g->kh == 1 && g->kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
     g->winograd = em_conv_winograd_applies(g);

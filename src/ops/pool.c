@@ -34,7 +34,7 @@ static int check_pool(const char *op, const em_tensor *x, int kh, int kw, int sh
         sh = kh;
     if (sw <= 0)
         sw = kw;
-    if (ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw)
+    if (ph < 0 || pw < 0 || 2 * (int64_t)ph > kh || 2 * (int64_t)pw > kw)
         return em_error("%s: padding %dx%d must be >= 0 and at most half the kernel %dx%d", op, ph, pw,
                         kh, kw);
     int64_t hp = x->shape[2] + 2 * (int64_t)ph, wp = x->shape[3] + 2 * (int64_t)pw;
