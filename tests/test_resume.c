@@ -60,6 +60,7 @@ typedef struct run_spec {
     const char *checkpoint;
     const char *resume;
     volatile sig_atomic_t *stop;
+    void (*tweak)(em_train_opts *o); /* schedules, validation, early stopping, ... */
 } run_spec;
 
 /* Trains a fresh model (seed 7) as specified; NULL after a failure (reported). */
@@ -80,6 +81,8 @@ static em_model *train(const em_dataset *ds, const run_spec *s, em_train_result 
     o.resume_path = s->resume;
     o.max_steps = s->max_steps;
     o.stop_requested = s->stop;
+    if (s->tweak)
+        s->tweak(&o);
     if (em_train(m, ds, ds, &o, result) != EM_OK) {
         fprintf(stderr, "training: %s\n", ember_last_error());
         em_model_free(m);
@@ -119,14 +122,17 @@ static bool same_files(const char *a, const char *b)
     return same;
 }
 
-static void test_split_resume(const em_dataset *ds, const char *what, em_optim_kind kind, em_optim_opts optim,
-                              int64_t cut)
+static void test_split_resume_with(const em_dataset *ds, const char *what, em_optim_kind kind, em_optim_opts optim,
+                                   int64_t cut, void (*tweak)(em_train_opts *), int64_t total)
 {
-    /* 200 examples in batches of 32: 7 steps an epoch, 21 in three. */
-    run_spec straight = {.kind = kind, .optim = optim, .epochs = 3, .batch = 32, .checkpoint = tmp("straight.st")};
+    /* 200 examples in batches of 32: 7 steps an epoch, 21 in three (fewer with a
+     * validation split: 160 examples, 5 steps an epoch). */
+    run_spec straight = {.kind = kind, .optim = optim, .epochs = 3, .batch = 32, .checkpoint = tmp("straight.st"),
+                         .tweak = tweak};
     em_train_result r_straight, r_first, r_second;
     em_model *a = train(ds, &straight, &r_straight);
-    CHECK(a && r_straight.steps == 21 && !r_straight.interrupted);
+    CHECK_MSG(a && r_straight.steps == total && !r_straight.interrupted, "%s: %lld steps", what,
+              (long long)r_straight.steps);
 
     run_spec first = straight;
     first.checkpoint = tmp("half.st");
@@ -141,7 +147,7 @@ static void test_split_resume(const em_dataset *ds, const char *what, em_optim_k
     second.checkpoint = tmp("resumed.st");
     second.resume = first.checkpoint;
     em_model *c = train(ds, &second, &r_second);
-    CHECK_MSG(c && r_second.steps == 21 && !r_second.interrupted, "%s: resumed run", what);
+    CHECK_MSG(c && r_second.steps == total && !r_second.interrupted, "%s: resumed run", what);
     if (a && c) {
         const char *diff = first_difference(a, c);
         CHECK_MSG(diff == NULL, "%s, cut after step %lld: tensor '%s' differs after resuming", what, (long long)cut,
@@ -149,12 +155,68 @@ static void test_split_resume(const em_dataset *ds, const char *what, em_optim_k
         /* The same epoch figures, the interrupted epoch's mean loss included. */
         CHECK(r_second.last.train_loss == r_straight.last.train_loss);
         CHECK(r_second.last.test_accuracy == r_straight.last.test_accuracy);
+        CHECK(r_second.last.train_accuracy == r_straight.last.train_accuracy);
+        CHECK(r_second.last.val_loss == r_straight.last.val_loss || (isnan(r_second.last.val_loss) &&
+                                                                     isnan(r_straight.last.val_loss)));
+        CHECK(r_second.best_epoch == r_straight.best_epoch && r_second.restored_epoch == r_straight.restored_epoch);
         /* And the final checkpoints agree, optimizer state and step counts included. */
         CHECK_MSG(same_files(straight.checkpoint, second.checkpoint), "%s: final checkpoints differ", what);
     }
     em_model_free(a);
     em_model_free(b);
     em_model_free(c);
+}
+
+static void test_split_resume(const em_dataset *ds, const char *what, em_optim_kind kind, em_optim_opts optim,
+                              int64_t cut)
+{
+    test_split_resume_with(ds, what, kind, optim, cut, NULL, 21);
+}
+
+/* Linear warm-up then cosine, ticked every step; a validation split; early stopping
+ * that keeps the best weights; gradient clipping; no decay on biases. */
+static void cosine_and_early_stopping(em_train_opts *o)
+{
+    o->schedule = em_schedule_defaults(EM_SCHEDULE_COSINE);
+    o->schedule.warmup = 4;
+    o->val_split = 0.2;
+    o->patience = 1;
+    o->clip_grad_norm = 0.5;
+    static em_param_group no_decay = {.pattern = "*.bias", .set_weight_decay = true, .weight_decay = 0.0f};
+    o->param_groups = &no_decay;
+    o->n_param_groups = 1;
+}
+
+/* ReduceLROnPlateau on the validation loss, reducing at every epoch without progress. */
+static void plateau(em_train_opts *o)
+{
+    o->schedule = em_schedule_defaults(EM_SCHEDULE_PLATEAU);
+    o->schedule.patience = 0;
+    o->schedule.factor = 0.5;
+    o->schedule.threshold = 0.5; /* an improvement must halve the loss: rarely */
+    o->val_split = 0.2;
+}
+
+static void step_schedule(em_train_opts *o)
+{
+    o->schedule = em_schedule_defaults(EM_SCHEDULE_STEP);
+    o->schedule.step_size = 1;
+    o->schedule.gamma = 0.3;
+}
+
+static void test_schedules_and_early_stopping(const em_dataset *ds)
+{
+    em_optim_opts sgd = em_optim_defaults(EM_OPTIM_SGD);
+    sgd.lr = 0.1f, sgd.momentum = 0.9f, sgd.weight_decay = 1e-3f;
+    em_optim_opts adam = em_optim_defaults(EM_OPTIM_ADAM);
+    adam.lr = 0.02f;
+    test_split_resume_with(ds, "cosine, validation, early stopping", EM_OPTIM_SGD, sgd, 7, cosine_and_early_stopping,
+                           15);
+    test_split_resume_with(ds, "cosine, validation, early stopping, epoch boundary", EM_OPTIM_SGD, sgd, 5,
+                           cosine_and_early_stopping, 15);
+    test_split_resume_with(ds, "plateau", EM_OPTIM_ADAM, adam, 8, plateau, 15);
+    test_split_resume_with(ds, "plateau, epoch boundary", EM_OPTIM_ADAM, adam, 10, plateau, 15);
+    test_split_resume_with(ds, "step schedule", EM_OPTIM_ADAM, adam, 9, step_schedule, 21);
 }
 
 static void test_every_optimizer(const em_dataset *ds)
@@ -327,6 +389,7 @@ int main(void)
     em_dataset ds = make_data();
     test_loader_position(&ds);
     test_every_optimizer(&ds);
+    test_schedules_and_early_stopping(&ds);
     test_checkpointing_is_invisible(&ds);
     test_stop_request(&ds);
     test_refusals(&ds);

@@ -63,14 +63,27 @@ typedef struct em_train_position {
     int64_t batch_size;
     int64_t train_count;
     bool shuffle;
-    /* The learning-rate schedule's own state as opaque text ("" without one): the
-     * schedule writes what it needs to continue (a plateau counter, say). */
-    char schedule[512];
+    /* The learning-rate schedule's state as text ("" without one), from
+     * em_schedule_save_state. */
+    char schedule[1024];
+    /* Early stopping: the best validation loss so far (INFINITY: none yet), its epoch
+     * (0: none) and the epochs since; the best epoch's weights go in the tensor
+     * "train.best_weights" (em_checkpoint_save_with). */
+    double best_val;
+    int best_epoch;
+    int since_best;
+    /* Running figures of the epoch in progress (its accuracy and mean gradient norm). */
+    int64_t epoch_correct, epoch_seen, epoch_grad_norms;
+    double epoch_grad_norm_sum;
 } em_train_position;
 
 /* Writes the checkpoint atomically (a crash leaves the previous file or the new one,
  * never a mix). opt may be NULL (weights and position only). */
 int em_checkpoint_save(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos);
+/* The same with tensors of the training loop's own, named "train.<something>" (the best
+ * epoch's weights); weight loading ignores them, as it ignores "optim.*". */
+int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
+                            const em_named_tensor *extra, int n_extra);
 
 /* The optimizer kind and options stored in a checkpoint, to create the optimizer that
  * em_checkpoint_load then fills. */

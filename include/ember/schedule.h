@@ -78,6 +78,13 @@ int em_schedule_rebind(em_schedule *s, em_optim *opt);
 double em_schedule_lr(const em_schedule *s, int g);
 const em_schedule_opts *em_schedule_options(const em_schedule *s);
 
+/* For checkpoints: the schedule's state as text (tick count, base and current rates,
+ * plateau counters; doubles in exact hexadecimal), EM_ERR if longer than size - 1. */
+int em_schedule_save_state(const em_schedule *s, char *buf, size_t size);
+/* Restores it into a schedule of the same kind over an optimizer with as many groups,
+ * and sets the optimizer's rates; nothing changes on error. */
+int em_schedule_load_state(em_schedule *s, const char *text);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,15 @@
 #define TRAIN_KEY "ember.train"
 #define OPTIM_KEY "ember.optimizer"
 #define FORMAT_VERSION 1
-/* Tensors under this prefix belong to the optimizer, not to the model. */
+/* Tensors under these prefixes belong to the optimizer and the training loop, not to
+ * the model. */
 #define OPTIM_PREFIX "optim."
+#define TRAIN_PREFIX "train."
 
-static bool is_optimizer_tensor(const char *name)
+static bool is_training_tensor(const char *name)
 {
-    return strncmp(name, OPTIM_PREFIX, strlen(OPTIM_PREFIX)) == 0;
+    return strncmp(name, OPTIM_PREFIX, strlen(OPTIM_PREFIX)) == 0 ||
+           strncmp(name, TRAIN_PREFIX, strlen(TRAIN_PREFIX)) == 0;
 }
 
 /* Writes the model's tensors, `extra` more tensors and the metadata pairs. */
@@ -127,7 +131,7 @@ static int check_model_tensors(const em_model *m, const em_st_file *f, bool stri
     int n_file = em_st_count(f);
     for (int i = 0; i < n_file; i++) {
         const em_st_entry *e = em_st_entry_at(f, i);
-        if (!is_optimizer_tensor(e->name) && !em_model_find(m, e->name)) {
+        if (!is_training_tensor(e->name) && !em_model_find(m, e->name)) {
             r->unexpected++;
             list_name(r->unexpected_names, sizeof r->unexpected_names, e->name);
         }
@@ -224,7 +228,7 @@ em_model *em_model_from_checkpoint(const char *path)
 /* ---- full training checkpoints ---------------------------------------------------- */
 
 typedef struct text {
-    char buf[2048];
+    char buf[4096];
     size_t len;
     bool overflow;
 } text;
@@ -268,6 +272,20 @@ static void add_string(text *t, const char *s)
     add(t, "\"");
 }
 
+static uint64_t double_bits(double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits;
+}
+
+static double bits_double(uint64_t bits)
+{
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 static int position_json(const em_train_position *pos, em_model *m, text *t)
 {
     uint64_t loss_bits;
@@ -278,6 +296,11 @@ static int position_json(const em_train_position *pos, em_model *m, text *t)
         pos->epoch_loss_sum);
     add(t, ",\"batch_size\":%" PRId64 ",\"train_count\":%" PRId64 ",\"shuffle\":%s", pos->batch_size,
         pos->train_count, pos->shuffle ? "true" : "false");
+    add(t, ",\"best_val\":\"%016" PRIx64 "\",\"best_epoch\":%d,\"since_best\":%d", double_bits(pos->best_val),
+        pos->best_epoch, pos->since_best);
+    add(t, ",\"epoch_correct\":%" PRId64 ",\"epoch_seen\":%" PRId64 ",\"epoch_grad_norms\":%" PRId64
+           ",\"epoch_grad_norm_sum\":\"%016" PRIx64 "\"",
+        pos->epoch_correct, pos->epoch_seen, pos->epoch_grad_norms, double_bits(pos->epoch_grad_norm_sum));
     add_rng(t, "loader_epoch_rng", &pos->loader.epoch_rng);
     add_rng(t, "model_rng", em_model_rng(m));
     add(t, ",\"schedule\":");
@@ -290,23 +313,43 @@ static int position_json(const em_train_position *pos, em_model *m, text *t)
 
 int em_checkpoint_save(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos)
 {
+    return em_checkpoint_save_with(path, m, opt, pos, NULL, 0);
+}
+
+int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
+                            const em_named_tensor *more, int n_more)
+{
+    if (n_more < 0 || (n_more > 0 && !more))
+        return em_error("saving a checkpoint: %d extra tensors without a list", n_more);
+    for (int i = 0; i < n_more; i++)
+        if (!more[i].name || strncmp(more[i].name, TRAIN_PREFIX, strlen(TRAIN_PREFIX)) != 0)
+            return em_error("saving a checkpoint: extra tensor '%s' must be named " TRAIN_PREFIX "...",
+                            more[i].name ? more[i].name : "(null)");
     if (!m || !path || !pos)
         return em_error("saving a checkpoint: no %s", !m ? "model" : !path ? "path" : "position");
     text position = {.len = 0};
     if (position_json(pos, m, &position) != EM_OK)
         return em_error_prefix("saving %s: ", path);
-    em_named_tensor *extra = NULL;
-    int n_extra = 0;
+    em_named_tensor *optim_tensors = NULL;
+    int n_optim = 0;
     char *optim_json = NULL;
-    em_arena *arena = NULL;
-    if (opt) {
-        arena = em_arena_create(0);
-        if (!arena || em_optim_state_tensors((em_optim *)opt, arena, &extra, &n_extra) != EM_OK ||
-            !(optim_json = em_optim_state_json(opt))) {
-            em_arena_destroy(arena);
-            return em_error_prefix("saving %s: ", path);
-        }
+    em_arena *arena = em_arena_create(0);
+    if (!arena || (opt && (em_optim_state_tensors((em_optim *)opt, arena, &optim_tensors, &n_optim) != EM_OK ||
+                           !(optim_json = em_optim_state_json(opt))))) {
+        em_arena_destroy(arena);
+        return em_error_prefix("saving %s: ", path);
     }
+    int n_extra = n_optim + n_more;
+    em_named_tensor *extra = n_extra ? em_arena_alloc(arena, (size_t)n_extra * sizeof *extra) : NULL;
+    if (n_extra && !extra) {
+        free(optim_json);
+        em_arena_destroy(arena);
+        return em_error_prefix("saving %s: ", path);
+    }
+    for (int i = 0; i < n_optim; i++)
+        extra[i] = optim_tensors[i];
+    for (int i = 0; i < n_more; i++)
+        extra[n_optim + i] = more[i];
     const char *description = em_model_description(m);
     const char *keys[] = {"format", MODEL_KEY, TRAIN_KEY, OPTIM_KEY};
     const char *values[] = {"pt", description ? description : "", position.buf, optim_json};
@@ -416,6 +459,29 @@ static int parse_position(const char *json, const char *path, em_train_position 
     const cJSON *shuffle = cJSON_GetObjectItemCaseSensitive(root, "shuffle");
     if (rc == EM_OK && !cJSON_IsBool(shuffle))
         rc = em_error("%s: \"" TRAIN_KEY "\": \"shuffle\" is not true or false", path);
+    uint64_t best_bits = double_bits(INFINITY), norm_bits = 0;
+    int64_t best_epoch = 0, since_best = 0;
+    /* Written since early stopping and the epoch figures came along; older files lack them. */
+    if (rc == EM_OK && cJSON_GetObjectItemCaseSensitive(root, "best_val")) {
+        rc = json_hex64(cJSON_GetObjectItemCaseSensitive(root, "best_val"), "best_val", path, &best_bits);
+        if (rc == EM_OK)
+            rc = json_int(root, "best_epoch", path, 0, INT32_MAX, &best_epoch);
+        if (rc == EM_OK)
+            rc = json_int(root, "since_best", path, 0, INT32_MAX, &since_best);
+        if (rc == EM_OK)
+            rc = json_int(root, "epoch_correct", path, 0, big, &pos->epoch_correct);
+        if (rc == EM_OK)
+            rc = json_int(root, "epoch_seen", path, 0, big, &pos->epoch_seen);
+        if (rc == EM_OK)
+            rc = json_int(root, "epoch_grad_norms", path, 0, big, &pos->epoch_grad_norms);
+        if (rc == EM_OK)
+            rc = json_hex64(cJSON_GetObjectItemCaseSensitive(root, "epoch_grad_norm_sum"), "epoch_grad_norm_sum",
+                            path, &norm_bits);
+    }
+    pos->best_val = bits_double(best_bits);
+    pos->best_epoch = (int)best_epoch;
+    pos->since_best = (int)since_best;
+    pos->epoch_grad_norm_sum = bits_double(norm_bits);
     if (rc == EM_OK)
         rc = json_rng(root, "loader_epoch_rng", path, &pos->loader.epoch_rng);
     if (rc == EM_OK)

@@ -274,3 +274,97 @@ int em_schedule_rebind(em_schedule *s, em_optim *opt)
 double em_schedule_lr(const em_schedule *s, int g) { return s && g >= 0 && g < s->n_groups ? s->lr[g] : NAN; }
 
 const em_schedule_opts *em_schedule_options(const em_schedule *s) { return s ? &s->o : NULL; }
+
+/* ---- state for checkpoints ----------------------------------------------------------
+ * "kind=cosine ticks=12 bad=0 cooldown=0 best=inf base=0x1.0624dd2f1a9fcp-10 lr=..."
+ * with every double in C's exact hexadecimal form, so that a resumed schedule continues
+ * with the very same rates. */
+int em_schedule_save_state(const em_schedule *s, char *buf, size_t size)
+{
+    if (!s || !buf || size == 0)
+        return em_error("schedule state: nothing to save into");
+    size_t used = 0;
+    int n = snprintf(buf, size, "kind=%s ticks=%lld bad=%d cooldown=%d best=%a", em_schedule_name(s->o.kind),
+                     (long long)s->ticks, s->bad_ticks, s->cooldown_left, s->best);
+    for (int list = 0; list < 2 && n >= 0 && (used += (size_t)n) < size; list++) {
+        const double *v = list == 0 ? s->base : s->lr;
+        n = snprintf(buf + used, size - used, " %s=", list == 0 ? "base" : "lr");
+        for (int g = 0; g < s->n_groups && n >= 0 && (used += (size_t)n) < size; g++)
+            n = snprintf(buf + used, size - used, "%s%a", g ? "," : "", v[g]);
+    }
+    if (n < 0 || used >= size)
+        return em_error("schedule state: more than %zu bytes (%d parameter groups)", size - 1, s->n_groups);
+    return EM_OK;
+}
+
+/* The value of `key=` in text (up to the next space), copied into out. */
+static bool state_value(const char *text, const char *key, char *out, size_t size)
+{
+    size_t klen = strlen(key);
+    for (const char *p = text; (p = strstr(p, key)) != NULL; p += klen) {
+        if ((p != text && p[-1] != ' ') || p[klen] != '=')
+            continue;
+        p += klen + 1;
+        size_t len = strcspn(p, " ");
+        if (len >= size)
+            return false;
+        memcpy(out, p, len);
+        out[len] = '\0';
+        return true;
+    }
+    return false;
+}
+
+static int parse_doubles(const char *text, double *out, int n)
+{
+    const char *p = text;
+    for (int g = 0; g < n; g++) {
+        char *end;
+        out[g] = strtod(p, &end);
+        if (end == p || (g + 1 < n ? *end != ',' : *end != '\0'))
+            return EM_ERR;
+        p = end + 1;
+    }
+    return EM_OK;
+}
+
+int em_schedule_load_state(em_schedule *s, const char *text)
+{
+    if (!s || !text)
+        return em_error("schedule state: nothing to load");
+    char value[4096], *end;
+    if (!state_value(text, "kind", value, sizeof value) || strcmp(value, em_schedule_name(s->o.kind)) != 0)
+        return em_error("schedule state \"%.60s\" is not of a %s schedule", text, em_schedule_name(s->o.kind));
+    long long ticks = -1, bad = -1, cooldown = -1;
+    double best = 0;
+    if (state_value(text, "ticks", value, sizeof value))
+        ticks = strtoll(value, &end, 10);
+    if (state_value(text, "bad", value, sizeof value))
+        bad = strtoll(value, &end, 10);
+    if (state_value(text, "cooldown", value, sizeof value))
+        cooldown = strtoll(value, &end, 10);
+    bool have_best = state_value(text, "best", value, sizeof value);
+    if (have_best)
+        best = strtod(value, &end);
+    if (ticks < 0 || bad < 0 || bad > INT32_MAX || cooldown < 0 || cooldown > INT32_MAX || !have_best)
+        return em_error("schedule state \"%.60s\": ticks, bad, cooldown or best missing or out of range", text);
+    double *base = malloc(2 * (size_t)s->n_groups * sizeof *base);
+    if (!base)
+        return em_error("schedule state: out of memory");
+    double *lr = base + s->n_groups;
+    int rc = EM_OK;
+    if (!state_value(text, "base", value, sizeof value) || parse_doubles(value, base, s->n_groups) != EM_OK ||
+        !state_value(text, "lr", value, sizeof value) || parse_doubles(value, lr, s->n_groups) != EM_OK)
+        rc = em_error("schedule state: the rates do not list the optimizer's %d parameter groups", s->n_groups);
+    if (rc == EM_OK) {
+        s->ticks = ticks;
+        s->bad_ticks = (int)bad;
+        s->cooldown_left = (int)cooldown;
+        s->best = best;
+        memcpy(s->base, base, (size_t)s->n_groups * sizeof *base);
+        memcpy(s->lr, lr, (size_t)s->n_groups * sizeof *lr);
+        apply(s);
+    }
+    free(base);
+    return rc;
+}

@@ -10,6 +10,7 @@
 #include "ember/checkpoint.h"
 #include "ember/error.h"
 #include "ember/runtime.h"
+#include "ember/safetensors.h"
 #include "ember/train.h"
 #include "ember/transfer.h"
 #include "train/train_internal.h"
@@ -120,7 +121,6 @@ typedef struct run {
     em_train_position resume;
     bool interrupted;
     int checkpoints;
-    int64_t last_checkpoint_step;
     /* Unfreezing: the names of the parameters frozen at the start, '|'-separated. */
     char *frozen_pattern;
     bool unfrozen;
@@ -135,10 +135,62 @@ static bool stop_requested(const run *r)
     return (r->o.stop_requested && *r->o.stop_requested) || (r->o.max_steps > 0 && r->steps >= r->o.max_steps);
 }
 
+/* Where a stop writes its checkpoint. */
+static const char *stop_path(const run *r)
+{
+    return r->o.checkpoint_path ? r->o.checkpoint_path : r->o.interrupt_path;
+}
+
+/* Values in the early-stopping copy of the weights: every state tensor, back to back. */
+static int64_t best_weights_numel(const run *r)
+{
+    int count = 0;
+    const em_named_tensor *state = em_model_state(r->m, &count);
+    int64_t total = 0;
+    for (int i = 0; i < count; i++)
+        total += state[i].tensor->numel;
+    return total;
+}
+
+/* After em_monitor_start: the schedule, early stopping and the epoch's figures as the
+ * checkpoint left them. */
+static int resume_monitor(run *r)
+{
+    em_monitor *mon = &r->mon;
+    const em_train_position *pos = &r->resume;
+    if (mon->schedule && pos->schedule[0]) {
+        if (em_schedule_load_state(mon->schedule, pos->schedule) != EM_OK)
+            return em_error_prefix("%s: ", r->o.resume_path);
+    } else {
+        /* A checkpoint without schedule state: replay the ticks from the base rates. */
+        em_monitor_resume(mon, r->steps, r->first_epoch - 1);
+    }
+    mon->best_val = pos->best_val;
+    mon->best_epoch = pos->best_epoch;
+    mon->since_best = pos->since_best;
+    if (r->resume_mid_epoch) {
+        mon->correct = pos->epoch_correct;
+        mon->seen = pos->epoch_seen;
+        mon->grad_norms = pos->epoch_grad_norms;
+        mon->grad_norm_sum = pos->epoch_grad_norm_sum;
+    }
+    if (mon->best_weights && mon->best_epoch > 0) {
+        em_st_file *f = em_st_open(r->o.resume_path);
+        int64_t n = best_weights_numel(r);
+        em_tensor *dst = f ? em_tensor_wrap(em_step_arena(), 1, &n, mon->best_weights) : NULL;
+        int rc = dst && em_st_load_into(f, "train.best_weights", dst) == EM_OK ? EM_OK : EM_ERR;
+        em_st_close(f);
+        em_step_end();
+        if (rc != EM_OK)
+            return em_error_prefix("%s: the best epoch's weights for early stopping: ", r->o.resume_path);
+    }
+    return EM_OK;
+}
+
 /* Writes the full checkpoint. Mid-epoch, the position is the loader's and the epoch's
  * sums so far; after a finished epoch it is the start of the next one, whose order the
  * loader's generator (as it is now) will draw. */
-static int write_checkpoint(run *r, int epoch, double loss_sum, int64_t items, bool epoch_done)
+static int write_checkpoint(run *r, const char *path, int epoch, double loss_sum, int64_t items, bool epoch_done)
 {
     em_train_position pos;
     memset(&pos, 0, sizeof pos);
@@ -155,12 +207,28 @@ static int write_checkpoint(run *r, int epoch, double loss_sum, int64_t items, b
         pos.epoch_loss_sum = loss_sum;
         pos.epoch_items = items;
     }
-    /* A learning-rate schedule with state of its own writes it into pos.schedule here
-     * and reads it back in resume_from (ReduceLROnPlateau's counters, say). */
-    if (em_checkpoint_save(r->o.checkpoint_path, r->m, r->opt, &pos) != EM_OK)
+    /* What the monitor carries: the schedule, early stopping and the epoch's figures. */
+    const em_monitor *mon = &r->mon;
+    if (mon->schedule && em_schedule_save_state(mon->schedule, pos.schedule, sizeof pos.schedule) != EM_OK)
+        return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
+    pos.best_val = mon->best_val;
+    pos.best_epoch = mon->best_epoch;
+    pos.since_best = mon->since_best;
+    if (!epoch_done) {
+        pos.epoch_correct = mon->correct;
+        pos.epoch_seen = mon->seen;
+        pos.epoch_grad_norms = mon->grad_norms;
+        pos.epoch_grad_norm_sum = mon->grad_norm_sum;
+    }
+    em_named_tensor best = {"train.best_weights", NULL, true};
+    int64_t n_best = best_weights_numel(r);
+    if (mon->best_weights && mon->best_epoch > 0)
+        best.tensor = em_tensor_wrap(em_step_arena(), 1, &n_best, mon->best_weights);
+    int rc = em_checkpoint_save_with(path, r->m, r->opt, &pos, &best, best.tensor ? 1 : 0);
+    em_step_end();
+    if (rc != EM_OK)
         return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
     r->checkpoints++;
-    r->last_checkpoint_step = r->steps;
     return EM_OK;
 }
 
@@ -250,7 +318,6 @@ static int resume_from(run *r, const char *path)
         return em_error_prefix("%s: ", path);
     r->resume = pos;
     r->steps = pos.step;
-    r->last_checkpoint_step = pos.step;
     r->first_epoch = pos.epoch;
     r->loader_ready = true;
     r->resume_mid_epoch = pos.loader.batches_done > 0;
@@ -330,9 +397,11 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
         loss_sum += value;
         em_monitor_step(&r->mon, step, epoch, value);
         em_progress_step(&r->progress, done, items, loss_sum / (double)done);
-        bool due = r->o.checkpoint_every > 0 && r->steps % r->o.checkpoint_every == 0;
-        if (r->o.checkpoint_path && (due || (stop_requested(r) && r->last_checkpoint_step != r->steps)) &&
-            write_checkpoint(r, epoch, loss_sum, items, false) != EM_OK)
+        bool due = r->o.checkpoint_path && r->o.checkpoint_every > 0 && r->steps % r->o.checkpoint_every == 0;
+        if (due && write_checkpoint(r, r->o.checkpoint_path, epoch, loss_sum, items, false) != EM_OK)
+            return EM_ERR;
+        if (stop_requested(r) && !due && stop_path(r) &&
+            write_checkpoint(r, stop_path(r), epoch, loss_sum, items, false) != EM_OK)
             return EM_ERR;
         if (stop_requested(r)) {
             r->interrupted = true;
@@ -380,8 +449,9 @@ static int train_all(run *r, em_train_result *result)
             result->steps = r->steps;
             result->total_seconds = em_now() - r->start;
         }
-        if (r->o.checkpoint_path && (epoch == r->o.epochs || r->mon.stop || stop_requested(r)) &&
-            write_checkpoint(r, epoch, 0.0, 0, true) != EM_OK)
+        bool last = epoch == r->o.epochs || r->mon.stop;
+        const char *path = last ? r->o.checkpoint_path : stop_requested(r) ? stop_path(r) : NULL;
+        if (path && write_checkpoint(r, path, epoch, 0.0, 0, true) != EM_OK)
             return EM_ERR;
         if (r->mon.stop)
             return EM_OK;
@@ -486,7 +556,8 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
         goto done;
     if (em_monitor_start(&r.mon, m, r.opt, &r.o, val, r.metrics, r.batches, r.start) != EM_OK)
         goto done;
-    em_monitor_resume(&r.mon, r.steps, r.first_epoch - 1);
+    if (r.o.resume_path && resume_monitor(&r) != EM_OK)
+        goto done;
     em_progress_init(&r.progress, r.o.log, r.o.progress, r.o.epochs, r.batches, train->count);
 
     bool grad_was = em_set_grad_enabled(true);
