@@ -105,6 +105,18 @@ static void test_first_layer(void)
     test_grad_close("first layer grad b", b->grad, load(f, "conv.first_layer", "gb", false), 1e-4, 1e-4);
     em_step_end();
 
+    /* Only the bias wants a gradient (a layer otherwise frozen). */
+    const conv_case *wide = &cases[8];
+    CHECK(strcmp(wide->name, "wide") == 0);
+    x = load(f, "conv.wide", "x", false);
+    w = load(f, "conv.wide", "w", false);
+    b = load(f, "conv.wide", "b", true);
+    out = run_case(wide, x, w, b);
+    CHECK(out && em_backward_with(out, load(f, "conv.wide", "gy", false)->data) == EM_OK);
+    CHECK(x->grad == NULL && w->grad == NULL);
+    test_grad_close("bias-only grad b", b->grad, load(f, "conv.wide", "gb", false), 1e-4, 1e-4);
+    em_step_end();
+
     x = load(f, "conv.first_layer", "x", true);
     w = load(f, "conv.first_layer", "w", true);
     bool was = em_set_grad_enabled(false);

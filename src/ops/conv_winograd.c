@@ -328,44 +328,61 @@ static void weight_grad_transform(const conv_geom *g, const wino_plan *p, const 
 
 /* dst[j·ds + i] (+)= src[i·ss + j] for i < rows, j < cols, in 16x16 blocks. With mask,
  * source elements whose mask element (same layout as src) is not positive count as 0:
- * ReLU's derivative applied on the way. */
-static void transpose(const float *src, const float *mask, int64_t ss, int64_t rows, int64_t cols,
-                      float *dst, int64_t ds, bool add)
+ * ReLU's derivative applied on the way. Compiled once per combination of mask and add. */
+static inline __attribute__((always_inline)) void
+transpose_body(const float *src, const float *mask, int64_t ss, int64_t rows, int64_t cols, float *dst,
+               int64_t ds, const bool masked, const bool add)
 {
     const int64_t rf = rows / 16 * 16, cf = cols / 16 * 16;
     const em_vf16 zero = em_splat16(0.0f);
     for (int64_t i = 0; i < rf; i += 16)
         for (int64_t j = 0; j < cf; j += 16) {
             em_vf16 r[16];
+            const float *s0 = src + i * ss + j;
             for (int k = 0; k < 16; k++) {
-                r[k] = em_load16(src + (i + k) * ss + j);
-                if (mask)
-                    r[k] = em_select16(em_load16(mask + (i + k) * ss + j) > zero, r[k], zero);
+                r[k] = em_load16(s0 + k * ss);
+                if (masked)
+                    r[k] = em_select16(em_load16(mask + i * ss + j + k * ss) > zero, r[k], zero);
             }
             em_transpose16_step8(r);
             em_transpose16_step4(r);
             em_transpose16_step2(r);
             em_transpose16_step1(r);
-            for (int k = 0; k < 16; k++) {
-                float *d = dst + (j + k) * ds + i;
-                em_store16(d, add ? em_load16(d) + r[k] : r[k]);
-            }
+            float *d0 = dst + j * ds + i;
+            for (int k = 0; k < 16; k++)
+                em_store16(d0 + k * ds, add ? em_load16(d0 + k * ds) + r[k] : r[k]);
         }
     /* The edges: columns past the last full block, then rows past it. */
     for (int64_t j = cf; j < cols; j++)
         for (int64_t i = 0; i < rows; i++) {
             float v = src[i * ss + j];
-            if (mask && !(mask[i * ss + j] > 0.0f))
+            if (masked && !(mask[i * ss + j] > 0.0f))
                 v = 0.0f;
             dst[j * ds + i] = add ? dst[j * ds + i] + v : v;
         }
     for (int64_t j = 0; j < cf; j++)
         for (int64_t i = rf; i < rows; i++) {
             float v = src[i * ss + j];
-            if (mask && !(mask[i * ss + j] > 0.0f))
+            if (masked && !(mask[i * ss + j] > 0.0f))
                 v = 0.0f;
             dst[j * ds + i] = add ? dst[j * ds + i] + v : v;
         }
+}
+
+static void transpose(const float *src, int64_t ss, int64_t rows, int64_t cols, float *dst, int64_t ds)
+{
+    transpose_body(src, NULL, ss, rows, cols, dst, ds, false, false);
+}
+
+static void transpose_add(const float *src, int64_t ss, int64_t rows, int64_t cols, float *dst, int64_t ds)
+{
+    transpose_body(src, NULL, ss, rows, cols, dst, ds, false, true);
+}
+
+static void transpose_masked(const float *src, const float *mask, int64_t ss, int64_t rows, int64_t cols,
+                             float *dst, int64_t ds)
+{
+    transpose_body(src, mask, ss, rows, cols, dst, ds, true, false);
 }
 
 /* Per-thread buffers. */
@@ -399,7 +416,7 @@ static void load_band(const conv_geom *g, const wino_plan *p, const wino_block *
     int64_t iy0, iy1;
     band_input_rows(g, p, b, &iy0, &iy1);
     const int64_t plane = g->h * g->w;
-    transpose(x + n * g->c * plane + iy0 * g->w, NULL, plane, g->c, (iy1 - iy0) * g->w, wk->in_t, cp, false);
+    transpose(x + n * g->c * plane + iy0 * g->w, plane, g->c, (iy1 - iy0) * g->w, wk->in_t, cp);
     const int64_t copy = g->w < cols - g->pw ? g->w : cols - g->pw;
     for (int64_t r = 0; r < rows; r++) {
         float *dst = wk->band + r * cols * cp;
@@ -496,8 +513,7 @@ input_grad_transform_body(const conv_geom *g, const wino_plan *p, const wino_blo
             memcpy(wk->in_t + (iy - iy0) * g->w * cp, wk->band + ((iy + g->ph - m * b->ty0) * cols + g->pw) * cp,
                    (size_t)(copy * cp) * sizeof(float));
         const int64_t plane = g->h * g->w;
-        transpose(wk->in_t, NULL, cp, (iy1 - iy0) * g->w, g->c, dx + n * g->c * plane + iy0 * g->w, plane,
-                  true);
+        transpose_add(wk->in_t, cp, (iy1 - iy0) * g->w, g->c, dx + n * g->c * plane + iy0 * g->w, plane);
     }
 }
 
@@ -563,8 +579,7 @@ output_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *
                     }
                 }
             }
-        transpose(wk->out_t, NULL, op, (oy1 - oy0) * g->ow, g->o, pre + n * g->o * g->p + oy0 * g->ow, g->p,
-                  false);
+        transpose(wk->out_t, op, (oy1 - oy0) * g->ow, g->o, pre + n * g->o * g->p + oy0 * g->ow, g->p);
     }
 }
 
@@ -581,13 +596,27 @@ static void output_transform(const conv_geom *g, const wino_plan *p, const wino_
  * (dz_t[oy][ox][op] with rows of m·tw), into wk->band. dz is NCHW for the item's images
  * from n0; y gives ReLU's mask when relu_mask is set. */
 static void load_output_grad(const conv_geom *g, const wino_plan *p, const wino_block *b, int64_t n,
-                             int64_t n0, const float *dz, const float *y, bool relu_mask, wino_work *wk)
+                             int64_t n0, const float *dz, const float *y, bool relu_mask, float *db,
+                             wino_work *wk)
 {
     const int64_t op = p->op, cols = p->m * p->tw, rows = p->m * (b->ty1 - b->ty0);
     int64_t oy0, oy1;
     band_output_rows(g, p, b, &oy0, &oy1);
     const int64_t image = (n - n0) * g->o * g->p + oy0 * g->ow;
-    transpose(dz + image, relu_mask ? y + image : NULL, g->p, g->o, (oy1 - oy0) * g->ow, wk->out_t, op, false);
+    if (relu_mask)
+        transpose_masked(dz + image, y + image, g->p, g->o, (oy1 - oy0) * g->ow, wk->out_t, op);
+    else
+        transpose(dz + image, g->p, g->o, (oy1 - oy0) * g->ow, wk->out_t, op);
+    if (db) {
+        /* The bias gradient from the channel-last rows, while they are in cache (padding
+         * lanes are zero; db has room for them). */
+        for (int64_t o0 = 0; o0 < op; o0 += 16) {
+            em_vf16 acc = em_splat16(0.0f);
+            for (int64_t r = 0; r < (oy1 - oy0) * g->ow; r++)
+                acc += em_load16(wk->out_t + r * op + o0);
+            em_store16(db + o0, em_load16(db + o0) + acc);
+        }
+    }
     float *dz_t = wk->band;
     for (int64_t r = 0; r < rows; r++) {
         float *dst = dz_t + r * cols * op;
@@ -786,7 +815,10 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
             if (need_dz)
                 dz = em_conv_activation_grad(s->act, s->act_param, s->pre ? s->pre + n0 * out_image : NULL,
                                              y_item, dz, wk.dz, (n1 - n0) * out_image);
-            if (need_b)
+            /* With the weight or input gradient, the bias gradient comes with the output
+             * gradient's loading below. */
+            const bool separate_db = need_b && !need_w && !need_x;
+            if (separate_db)
                 for (int64_t n = 0; n < n1 - n0; n++)
                     for (int64_t oc = 0; oc < g->o; oc++) {
                         const float *zp = dz + (n * g->o + oc) * g->p, *yp = y_item + (n * g->o + oc) * g->p;
@@ -808,7 +840,7 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
                 block_of(g, &p, item, k, &blk);
                 const int t = (int)blk.tiles;
                 for (int64_t n = blk.n0; n < blk.n1; n++) {
-                    load_output_grad(g, &p, &blk, n, n0, dz, y_item, relu_mask, &wk);
+                    load_output_grad(g, &p, &blk, n, n0, dz, y_item, relu_mask, need_b ? wk.db : NULL, &wk);
                     output_grad_transform(&p, &blk, n, &wk);
                 }
                 if (need_w) {
