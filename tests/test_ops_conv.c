@@ -1,7 +1,10 @@
 /* em_conv2d: PyTorch parity (output and the gradients of input, weight and bias) over
  * stride, padding, dilation, groups, depthwise, 1x1, non-square kernels and every fused
- * activation; a plain-loop reference at W2's shapes (the BLAS path, threads over the
- * batch); numeric gradient checks; no input gradient for a first layer; shape errors. */
+ * activation; a plain-loop reference in double at W2's shapes, odd output sizes and images
+ * large enough for banded Winograd blocks; numeric gradient checks; no input gradient for
+ * a first layer, a bias-only gradient, nothing recorded without gradients. All of it runs
+ * with im2col forced, Winograd F(2x2) and F(4x4) forced (wherever they apply), and the
+ * automatic choice. Then shape errors and overflowing sizes. */
 #include <stdlib.h>
 #include <string.h>
 
