@@ -321,6 +321,9 @@ static int resume_from(run *r, const char *path)
     r->first_epoch = pos.epoch;
     r->loader_ready = true;
     r->resume_mid_epoch = pos.loader.batches_done > 0;
+    if (r->o.progress != EM_PROGRESS_QUIET)
+        fprintf(r->o.log ? r->o.log : stderr, "resuming from %s: step %lld, epoch %d, %lld of its %lld batches done\n",
+                path, (long long)pos.step, pos.epoch, (long long)pos.loader.batches_done, (long long)r->batches);
     return EM_OK;
 }
 
