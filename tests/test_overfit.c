@@ -249,6 +249,72 @@ static void test_options(const noisy *data)
     em_model_free(m);
 }
 
+/* The diagnosis on hand-made histories: each verdict and the early-stopping rule. */
+static void add_epoch(em_train_history *h, double train_loss, double val_loss)
+{
+    em_epoch_record e = {.epoch = h->n_epochs + 1, .steps = (h->n_epochs + 1) * 10, .train_loss = train_loss,
+                         .train_accuracy = 0.9, .val_loss = val_loss, .val_accuracy = 0.8,
+                         .test_loss = NAN, .test_accuracy = NAN};
+    em_history_add_epoch(h, &e);
+}
+
+static void test_diagnosis_cases(void)
+{
+    em_train_history h;
+    em_diagnosis d;
+    /* Still improving. */
+    em_history_init(&h);
+    add_epoch(&h, 1.0, 1.1);
+    add_epoch(&h, 0.8, 0.9);
+    add_epoch(&h, 0.6, 0.7);
+    em_history_diagnose(&h, 2, 0.0, 0.5, 5, &d);
+    CHECK(!d.overfitting && d.best_epoch == 3 && d.stop_epoch == 0);
+    CHECK(strstr(d.verdict, "no overfitting yet") != NULL);
+    CHECK(d.steps_to_target == -1); /* no step records */
+    /* One epoch of a small rise: too early to call. */
+    add_epoch(&h, 0.5, 0.73);
+    em_history_diagnose(&h, 2, 0.0, 0.5, 5, &d);
+    CHECK(!d.overfitting && strstr(d.verdict, "possibly the start of overfitting") != NULL);
+    CHECK(strstr(d.verdict, "would not have stopped yet (1 epoch without improvement)") != NULL);
+    /* A second epoch above the best: overfitting, and patience 2 stops after epoch 5. */
+    add_epoch(&h, 0.4, 0.76);
+    em_history_diagnose(&h, 2, 0.0, 0.5, 5, &d);
+    CHECK(d.overfitting && d.best_epoch == 3 && d.stop_epoch == 5);
+    CHECK(strstr(d.verdict, "would stop after epoch 5 and keep epoch 3") != NULL);
+    CHECK_NEAR(d.loss_gap, 0.36, 1e-12);
+    /* min_delta: a decrease smaller than it is no improvement. */
+    em_history_diagnose(&h, 2, 0.45, 0.5, 5, &d);
+    CHECK(d.best_epoch == 1 && d.stop_epoch == 3);
+    em_history_free(&h);
+    /* Flat: no rise beyond 2%. */
+    em_history_init(&h);
+    add_epoch(&h, 1.0, 0.70);
+    add_epoch(&h, 0.9, 0.60);
+    add_epoch(&h, 0.8, 0.605);
+    add_epoch(&h, 0.7, 0.606);
+    em_history_diagnose(&h, 5, 0.0, 0.5, 5, &d);
+    CHECK(!d.overfitting && strstr(d.verdict, "levelled off after epoch 2") != NULL);
+    em_history_free(&h);
+    /* Steps to a target: the mean of the last 3 losses. */
+    em_history_init(&h);
+    const float losses[] = {2.0f, 1.0f, 0.6f, 0.5f, 0.4f, 0.45f, NAN};
+    for (int i = 0; i < 6; i++) {
+        em_step_record r = {.step = i + 1, .loss = losses[i]};
+        em_history_add_step(&h, &r);
+    }
+    em_history_diagnose(&h, 2, 0.0, 0.51, 3, &d);
+    CHECK(d.steps_to_target == 5); /* (0.6 + 0.5 + 0.4) / 3 */
+    em_history_diagnose(&h, 2, 0.0, 0.4, 3, &d);
+    CHECK(d.steps_to_target == -1);
+    CHECK(strstr(d.verdict, "no complete epoch") != NULL);
+    em_step_record bad = {.step = 7, .loss = losses[6]};
+    em_history_add_step(&h, &bad);
+    h.diverged = true;
+    em_history_diagnose(&h, 2, 0.0, 0.5, 3, &d);
+    CHECK(strstr(d.verdict, "diverged before the end of the first epoch") != NULL);
+    em_history_free(&h);
+}
+
 int main(void)
 {
     /* A model this small gains nothing from a second thread. */
@@ -257,5 +323,6 @@ int main(void)
     make_noisy(&data);
     test_overfitting_seen_and_stopped(&data);
     test_options(&data);
+    test_diagnosis_cases();
     return test_finish();
 }

@@ -71,7 +71,8 @@ typedef struct em_diagnosis {
     double loss_gap;              /* final validation loss - final training loss */
     double accuracy_gap;          /* final training accuracy - final validation accuracy */
     /* Overfitting: after the best epoch the validation loss rose by more than
-     * max(min_delta, 2% of the best) while the training loss kept falling. */
+     * max(min_delta, 2% of the best) while the training loss kept falling, over two
+     * epochs or more (or by more than 10% in one). */
     bool overfitting;
     /* Early stopping with this patience would stop after stop_epoch and restore
      * best_epoch's weights (0: it would not stop within the run). */

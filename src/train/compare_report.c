@@ -366,7 +366,7 @@ int em_compare_write_report(const em_comparison *c, const char *path, const char
                    "its validation accuracy; a widening gap with a rising validation loss is overfitting.\n"
                    "- *Overfitting* is called when, after the epoch of the lowest validation loss, the "
                    "validation loss rose by more than 2%% (and more than %g) while the training loss kept "
-                   "falling. Early stopping with patience %d stops after %d epochs without an improvement of "
+                   "falling, for two epochs or more (or by more than 10%% in one). Early stopping with patience %d stops after %d epochs without an improvement of "
                    "the validation loss by more than %g, and keeps the best epoch's weights.\n"
                    "- A run whose loss becomes NaN or infinite stops there and is reported as diverged; the "
                    "other runs go on.\n",

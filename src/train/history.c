@@ -144,20 +144,31 @@ void em_history_diagnose(const em_train_history *h, int patience, double min_del
             at_best = &e[i];
     double rise = last->val_loss - at_best->val_loss;
     double allowed = fmax(min_delta, 0.02 * fabs(at_best->val_loss));
-    d->overfitting = d->best_epoch > 0 && d->best_epoch < last->epoch && rise > allowed &&
-                     last->train_loss < at_best->train_loss;
-    char stop[96] = "";
+    bool rose = d->best_epoch > 0 && d->best_epoch < last->epoch && rise > allowed &&
+                last->train_loss < at_best->train_loss;
+    /* One epoch of rise may be noise; two or more, or a large one, is a trend. */
+    d->overfitting = rose && (last->epoch - d->best_epoch >= 2 || rise > 0.1 * fabs(at_best->val_loss));
+    char stop[160] = "";
     if (d->stop_epoch)
-        snprintf(stop, sizeof stop, "; early stopping (patience %d) would stop after epoch %d", d->patience,
-                 d->stop_epoch);
+        snprintf(stop, sizeof stop, "; early stopping (patience %d) would stop after epoch %d and keep epoch %d",
+                 d->patience, d->stop_epoch, d->best_epoch);
+    else if (d->best_epoch > 0 && d->best_epoch < last->epoch)
+        snprintf(stop, sizeof stop,
+                 "; early stopping (patience %d) would not have stopped yet (%d epoch%s without improvement)",
+                 d->patience, last->epoch - d->best_epoch, last->epoch - d->best_epoch == 1 ? "" : "s");
     else
         snprintf(stop, sizeof stop, "; early stopping (patience %d) would not stop", d->patience);
     if (d->overfitting)
         snprintf(d->verdict, sizeof d->verdict,
                  "overfitting: validation loss rose from %.4f (epoch %d) to %.4f (epoch %d) while training loss "
-                 "fell from %.4f to %.4f%s and keep epoch %d",
+                 "fell from %.4f to %.4f%s",
                  at_best->val_loss, d->best_epoch, last->val_loss, last->epoch, at_best->train_loss, last->train_loss,
-                 stop, d->best_epoch);
+                 stop);
+    else if (rose)
+        snprintf(d->verdict, sizeof d->verdict,
+                 "possibly the start of overfitting: validation loss rose from %.4f (epoch %d) to %.4f in the last "
+                 "epoch while training loss fell from %.4f to %.4f; one epoch is too few to tell%s",
+                 at_best->val_loss, d->best_epoch, last->val_loss, at_best->train_loss, last->train_loss, stop);
     else if (d->best_epoch == last->epoch)
         snprintf(d->verdict, sizeof d->verdict,
                  "no overfitting yet: validation loss still falling at the last epoch (%.4f)%s", last->val_loss,
