@@ -47,6 +47,42 @@ em_tensor *em_forward(em_model *m, em_tensor *x);
 void em_model_set_training(em_model *m, bool training);
 bool em_model_is_training(const em_model *m);
 
+/* ---- language models: token ids in, a prediction per position out -----------------
+ * A model whose first layer is an embedding takes token ids: an example is a sequence
+ * of ids, 'input T' gives its nominal length (what a gradient check or a model without
+ * carried state uses), and any length runs. em_forward takes the ids as float values
+ * [N, T]; em_forward_tokens takes them as integers. A following recurrent layer and a
+ * linear layer make it a language model: logits [N, T, V]. */
+/* The embedding's vocabulary; 0 when the model does not take tokens. */
+int64_t em_model_vocab_size(const em_model *m);
+/* ids: batch * steps ids, row-major [batch, steps]. */
+em_tensor *em_forward_tokens(em_model *m, const int32_t *ids, int64_t batch, int64_t steps);
+
+/* ---- state carried from one forward to the next (recurrent layers) ----------------
+ * A recurrent layer (rnn, lstm, gru) starts a forward from zeros, as PyTorch does with
+ * h0=None, unless carrying is on: then each forward starts where the previous one
+ * ended, sequence by sequence of the batch, detached from the previous graph (no
+ * gradient flows back into earlier batches: truncated backpropagation through time,
+ * and generation one token at a time). The states are named "<layer index>.h" and, for
+ * an LSTM, "<layer index>.c", each [num_layers, batch, hidden] as PyTorch's h_n. */
+/* True when some layer carries state. */
+bool em_model_has_carry(const em_model *m);
+/* Turns carrying on or off; either way the next forward starts from zeros. */
+void em_model_set_carry(em_model *m, bool carry);
+bool em_model_carries(const em_model *m);
+/* The next forward starts from zeros (a new sequence), carrying or not. */
+void em_model_reset_carry(em_model *m);
+/* The carried states: their number, and the name and per-sequence shape
+ * ({num_layers, hidden}) of the i-th (NULL when i is out of range). */
+int em_model_hidden_count(const em_model *m);
+const char *em_model_hidden_name(const em_model *m, int i, int64_t shape[2]);
+/* Copies the final state of the last forward (batch sequences: num_layers * batch *
+ * hidden floats) out; EM_ERR naming the state and the batch sizes when they differ. */
+int em_model_get_hidden(const em_model *m, const char *name, int64_t batch, float *values);
+/* The next forward (of the same batch size) starts from these values; the layer's other
+ * state keeps its values (zeros after em_model_reset_carry). */
+int em_model_set_hidden(em_model *m, const char *name, int64_t batch, const float *values);
+
 /* ---- introspection ---------------------------------------------------------------- */
 /* Parameters and buffers in PyTorch's state_dict order. The array belongs to m. */
 const em_named_tensor *em_model_state(const em_model *m, int *count);

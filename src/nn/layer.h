@@ -40,6 +40,22 @@ typedef struct em_layer_option {
 
 typedef struct em_layer_kind em_layer_kind;
 
+/* The state a layer carries between forwards (src/nn/model_carry.c): up to two stacked
+ * tensors of PyTorch's h_n layout [rows, batch, width] (an LSTM's h and c, rows being
+ * its layers), held in the model arena and reallocated only when the batch grows. */
+#define EM_CARRY_MAX_TENSORS 2
+
+typedef struct em_layer_carry {
+    int count;                                /* tensors: 1 (h) or 2 (h, c) */
+    const char *names[EM_CARRY_MAX_TENSORS];  /* "h", "c": the C API's "<index>.h" */
+    int64_t rows, width;                      /* per sequence */
+    int64_t batch;                            /* sequences stored (0: none yet) */
+    int64_t capacity;                         /* floats allocated per tensor */
+    float *data[EM_CARRY_MAX_TENSORS];
+    bool carry;                               /* every forward continues the last one */
+    bool from_stored;                         /* the next forward starts from data */
+} em_layer_carry;
+
 typedef struct em_layer_options {
     const em_layer_kind *kind; /* for messages */
     int count;
@@ -89,6 +105,13 @@ struct em_layer_kind {
     /* Fills a random input batch for a model starting with this layer when plain
      * N(0,1) values would be wrong (token ids for an embedding). */
     void (*example_input)(const em_layer *l, em_tensor *x, em_rng *rng);
+    /* A first layer that takes token ids (embedding): the size of its vocabulary. Its
+     * examples are sequences of ids whose length may differ from the nominal one of
+     * the 'input' line (src/nn/model_tokens.c). */
+    int64_t (*token_vocab)(const em_layer *l);
+    /* A layer whose forward can start from where the previous one ended (recurrent
+     * hidden states): its carried state, which src/nn/model_carry.c manages. */
+    em_layer_carry *(*carry)(em_layer *l);
 };
 
 /* ---- the registry (src/nn/registry.c) --------------------------------------------- */
@@ -136,6 +159,18 @@ int em_option_word(em_layer_options *o, int position, const char *key, const cha
 int em_option_missing(const em_layer_options *o, const char *key);
 /* EM_ERR naming the first option nobody read. */
 int em_options_check_used(const em_layer_options *o);
+
+/* Carried state, for a layer's forward over `batch` sequences (src/nn/model_carry.c).
+ * em_carry_begin returns 1 when the forward starts from the stored state, 0 when from
+ * zeros, EM_ERR when the stored state is for another batch size or memory runs out;
+ * em_carry_initial is row `row` of tensor `i` as a step-arena copy [batch, width] (the
+ * stored data changes before backward reads its inputs), NULL when starting from zeros;
+ * em_carry_store keeps a final state's values (detached); em_carry_end closes the
+ * forward. */
+int em_carry_begin(em_layer *l, em_layer_carry *c, int64_t batch);
+em_tensor *em_carry_initial(const em_layer_carry *c, int i, int64_t row);
+void em_carry_store(em_layer_carry *c, int i, int64_t row, const em_tensor *final_state);
+void em_carry_end(em_layer_carry *c);
 
 /* Appends printf-style text to buf (always terminated, truncating). */
 void em_text_append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -194,12 +194,15 @@ int em_model_add_layer(em_model *m, const em_layer_kind *kind, const void *confi
     return EM_OK;
 }
 
-static bool shape_matches(const em_tensor *x, const em_shape *s)
+/* Token sequences (a first layer with a vocabulary) may have any length. */
+static bool shape_matches(const em_model *m, const em_tensor *x)
 {
+    const em_shape *s = &m->input;
+    bool any_length = m->n_layers && m->layers[0]->kind->token_vocab;
     if (x->ndim != s->ndim + 1)
         return false;
     for (int d = 0; d < s->ndim; d++)
-        if (x->shape[d + 1] != s->dim[d])
+        if (x->shape[d + 1] != s->dim[d] && !(d == 0 && any_length))
             return false;
     return true;
 }
@@ -211,7 +214,7 @@ em_tensor *em_forward(em_model *m, em_tensor *x)
             em_error("em_forward: no model");
         return NULL;
     }
-    if (!shape_matches(x, &m->input)) {
+    if (!shape_matches(m, x)) {
         int64_t want = em_shape_numel(m->input.ndim, m->input.dim);
         int64_t got = x->ndim >= 1 ? x->numel / x->shape[0] : 0;
         em_error("em_forward: input %s does not fit the model's input [N, %s]%s", em_shape_str(x),

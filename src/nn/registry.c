@@ -19,6 +19,10 @@ extern const em_layer_kind em_layer_avgpool;
 extern const em_layer_kind em_layer_adaptive_avgpool;
 extern const em_layer_kind em_layer_batchnorm;
 extern const em_layer_kind em_layer_dropout;
+extern const em_layer_kind em_layer_embedding;
+extern const em_layer_kind em_layer_rnn;
+extern const em_layer_kind em_layer_lstm;
+extern const em_layer_kind em_layer_gru;
 
 static const em_layer_kind *const kinds[] = {
     &em_layer_flatten,
@@ -36,6 +40,10 @@ static const em_layer_kind *const kinds[] = {
     &em_layer_adaptive_avgpool,
     &em_layer_batchnorm,
     &em_layer_dropout,
+    &em_layer_embedding,
+    &em_layer_rnn,
+    &em_layer_lstm,
+    &em_layer_gru,
 };
 
 #define KIND_COUNT ((int)(sizeof kinds / sizeof kinds[0]))
