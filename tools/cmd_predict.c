@@ -18,6 +18,9 @@
 /* Images per forward pass: bounds the memory whatever the number of files. */
 #define CHUNK 256
 #define MAX_CLASSES 4096
+/* Fewer images than this run on one thread unless --threads says otherwise. */
+#define SMALL_BATCH 32
+#define SMALL_BATCH_TEXT "32"
 
 static const char predict_details[] =
     "MODEL is a model description file; it may be left out when the checkpoint was\n"
@@ -181,7 +184,8 @@ int cmd_predict_main(int argc, char **argv, int first)
          "fashion-mnist when the model has 10 outputs, else numbers", 0, 0, NULL, false},
         {"invert", ARGS_FLAG, NULL, &invert, "use 1 - v: for dark objects on a light background", NULL, 0, 0, NULL,
          false},
-        {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
+        {"threads", ARGS_INT, "T", &threads, "worker threads",
+         "0: one per core, or one for fewer than " SMALL_BATCH_TEXT " images", 0, 4096, NULL, false},
     };
     const char **positionals = calloc((size_t)(argc > 0 ? argc : 1), sizeof *positionals);
     if (!positionals) {
@@ -220,6 +224,10 @@ int cmd_predict_main(int argc, char **argv, int first)
         return status;
     }
 
+    /* A few images take a millisecond or so on one core: waking a thread team would
+     * cost more than it saves. */
+    if (!args_given(&spec, "threads") && spec.n_positionals - first_image < SMALL_BATCH)
+        threads = 1;
     em_set_num_threads((int)threads);
     int exit_status = EXIT_LIBRARY_ERROR;
     em_model *model = NULL;
