@@ -63,7 +63,7 @@ int cmd_train_main(int argc, char **argv, int first)
     const char *data_spec = "fashion-mnist";
     const char *test_spec = NULL;
     int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
-    bool no_shuffle = false, no_log = false;
+    bool no_shuffle = false, no_log = false, detect_anomaly = false;
     const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL, *log_dir = NULL;
     const char *checkpoint_path = NULL, *resume_path = NULL;
     int64_t checkpoint_every = 0, max_steps = 0;
@@ -111,6 +111,9 @@ int cmd_train_main(int argc, char **argv, int first)
         {"progress", ARGS_CHOICE, "MODE", &progress,
          "auto: a bar on a terminal, lines otherwise; bar; lines; quiet", NULL, 0, 0,
          progress_names, false},
+        {"detect-anomaly", ARGS_FLAG, NULL, &detect_anomaly,
+         "check every op's output and gradient for NaN and infinity, naming the first op "
+         "that produced one when training diverges (slower)", NULL, 0, 0, NULL, false},
     };
     enum { N_COMMON = (int)(sizeof common / sizeof common[0]) };
     args_option options[N_COMMON + CLI_OPTIMIZER_OPTIONS + CLI_REGULARISATION_OPTIONS];
@@ -140,6 +143,7 @@ int cmd_train_main(int argc, char **argv, int first)
         return args_usage_error(&spec, "--checkpoint-every needs --checkpoint FILE");
 
     em_set_num_threads((int)threads);
+    em_set_detect_anomaly(detect_anomaly);
 
     em_train_opts opts = em_train_defaults();
     status = cli_training_apply(&training, &spec, true, &opts);

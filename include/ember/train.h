@@ -95,7 +95,7 @@ typedef struct em_train_result {
     em_epoch_stats last;
     double total_seconds;
     int64_t steps;
-    bool diverged;           /* the loss became NaN or infinite (em_train returned EM_ERR) */
+    bool diverged;           /* the loss or a gradient became NaN or infinite (EM_ERR) */
     bool early_stopped;      /* stopped by the patience before the last epoch */
     int best_epoch;          /* lowest validation loss (0: no validation set) */
     int restored_epoch;      /* whose weights the model holds at the end (0: the last) */
@@ -103,8 +103,10 @@ typedef struct em_train_result {
     int checkpoints_written;
 } em_train_result;
 
-/* test may be NULL. Stops with EM_ERR and a message naming the step if the loss
- * becomes NaN or infinite. */
+/* test may be NULL. Stops with EM_ERR if the loss or the gradient norm of a step is NaN
+ * or infinite, before that step's update (the weights stay the last good ones), with a
+ * message naming the step and the first gradient or parameter holding NaN or infinity
+ * (and the first op that produced one, with em_set_detect_anomaly). */
 int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const em_train_opts *opts,
              em_train_result *result);
 

@@ -13,6 +13,7 @@
 #include "ember/safetensors.h"
 #include "ember/train.h"
 #include "ember/transfer.h"
+#include "train/divergence.h"
 #include "train/train_internal.h"
 
 em_train_opts em_train_defaults(void)
@@ -382,17 +383,25 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
         if (!isfinite(value)) {
             em_monitor_diverged(&r->mon, step, epoch, value);
             r->steps++;
+            em_divergence_error(r->m, epoch, step, b.index + 1, r->batches, value, NAN, em_optim_lr(r->opt));
             em_step_end();
-            return em_error("training diverged: the loss is %s at epoch %d, step %lld (batch %lld of %lld "
-                            "in the epoch); try a smaller learning rate than %g",
-                            isnan(value) ? "NaN" : "infinite", epoch, (long long)step,
-                            (long long)b.index + 1, (long long)r->batches, (double)em_optim_lr(r->opt));
+            return EM_ERR;
         }
         if (em_backward(loss) != EM_OK) {
             em_step_end();
             return em_error_prefix("epoch %d, step %lld: ", epoch, (long long)step);
         }
         em_monitor_gradients(&r->mon, logits, b.y, b.n);
+        /* The cheap guard: a non-finite gradient stops the run before the update, so
+         * that the weights stay the last good ones. */
+        if (em_gradients_non_finite(r->m, r->mon.step_grad_norm)) {
+            double norm = r->mon.step_grad_norm;
+            em_monitor_diverged(&r->mon, step, epoch, value);
+            r->steps++;
+            em_divergence_error(r->m, epoch, step, b.index + 1, r->batches, value, norm, em_optim_lr(r->opt));
+            em_step_end();
+            return EM_ERR;
+        }
         em_optim_step(r->opt);
         r->steps++;
         done++;
