@@ -28,7 +28,7 @@ bad() {
     "$EMBER" "$@" >out 2>err
     status=$?
     if [ -n "$TABLE" ]; then
-        msg=$(grep -v '^Try ' err | head -n 1 | sed 's/|/\\|/g')
+        msg=$(grep -v '^Try ' err | head -n 1 | sed -e "s|$TMP/||g" -e 's/|/\\|/g')
         printf '| %s | %s | `%s` |\n' "$section" "$what" "$msg"
         return
     fi
