@@ -82,7 +82,7 @@ typedef struct em_diagnosis {
      * below the target (-1: never). */
     double target_loss;
     int64_t steps_to_target;
-    char verdict[320];            /* one sentence for a report */
+    char verdict[512];            /* one sentence for a report */
 } em_diagnosis;
 
 /* Reads h. patience >= 1; min_delta >= 0 is the smallest decrease that counts as an
