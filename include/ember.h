@@ -9,6 +9,7 @@
 #include "ember/ops.h"
 #include "ember/cnn_ops.h"
 #include "ember/transformer_ops.h"
+#include "ember/gpt.h"
 #include "ember/rnn_ops.h"
 #include "ember/nn.h"
 #include "ember/optim.h"

@@ -77,6 +77,9 @@ struct em_layer_kind {
     const char *usage;  /* "linear OUT_FEATURES [bias=true|false]", shown in errors */
     size_t config_size; /* the kind's own struct: options, then its tensors */
     int variant;        /* a constant for kinds sharing code (the em_activation of relu) */
+    /* A kind that is a whole model in one line (gpt) names its tensors as the checkpoint
+     * format it follows does ("wte.weight"), without the "<index>." prefix. */
+    bool bare_names;
 
     /* Fills a zeroed config from a description line. Options a kind does not read are
      * reported by the caller. Errors carry no location (the caller adds file:line). */

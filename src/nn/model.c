@@ -115,7 +115,10 @@ static em_tensor *add_named(em_layer *l, const char *name, int ndim, const int64
 {
     em_model *m = l->model;
     char full[128];
-    snprintf(full, sizeof full, "%d.%s", l->index, name);
+    if (l->kind->bare_names)
+        snprintf(full, sizeof full, "%s", name);
+    else
+        snprintf(full, sizeof full, "%d.%s", l->index, name);
     if (em_check_shape(ndim, shape) != EM_OK) {
         em_error_prefix("%s: ", full);
         return NULL;

@@ -23,6 +23,7 @@ extern const em_layer_kind em_layer_embedding;
 extern const em_layer_kind em_layer_rnn;
 extern const em_layer_kind em_layer_lstm;
 extern const em_layer_kind em_layer_gru;
+extern const em_layer_kind em_layer_gpt;
 
 static const em_layer_kind *const kinds[] = {
     &em_layer_flatten,
@@ -44,6 +45,7 @@ static const em_layer_kind *const kinds[] = {
     &em_layer_rnn,
     &em_layer_lstm,
     &em_layer_gru,
+    &em_layer_gpt,
 };
 
 #define KIND_COUNT ((int)(sizeof kinds / sizeof kinds[0]))

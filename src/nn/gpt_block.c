@@ -1,0 +1,44 @@
+/* One GPT-2 block, pre-LayerNorm:
+ *   x = x + dropout(attn.c_proj(causal_attention(attn.c_attn(ln_1(x)))))
+ *   x = x + dropout(mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x)))))
+ * The positions of all sequences run as one matrix of rows through the projections; only
+ * attention needs the [batch, steps, 3C] view to keep sequences apart. Generation runs
+ * the same code with a key/value cache in place of attention over the whole sequence,
+ * so that its arithmetic is the training forward's, row for row. */
+#include "ember/cnn_ops.h"
+#include "ember/transformer_ops.h"
+#include "nn/gpt_internal.h"
+
+em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act)
+{
+    /* em_linear reads W [out, in] through any BLAS-readable view, so the transposed view
+     * of the stored [in, out] costs no copy; its gradient is folded back by the
+     * transpose's backward. */
+    return em_linear(x, em_transpose(w, 0, 1), bias, act, 0.0f);
+}
+
+em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, int64_t steps, int heads,
+                             float dropout, em_rng *rng, em_kv_cache *cache)
+{
+    if (!x)
+        return NULL;
+    const int64_t width = x->shape[1];
+    const bool drop = dropout > 0.0f && rng;
+
+    em_tensor *a = em_layer_norm(x, b->ln_1_w, b->ln_1_b, GPT_LN_EPS);
+    em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE);
+    qkv = em_reshape(qkv, 3, (int64_t[]){batch, steps, 3 * width});
+    em_tensor *att = cache ? em_kv_cache_step_qkv(cache, qkv) : em_causal_attention_qkv(qkv, heads);
+    att = em_reshape(att, 2, (int64_t[]){batch * steps, width});
+    em_tensor *y = gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE);
+    if (drop)
+        y = em_dropout(y, dropout, true, rng);
+    x = em_add(x, y);
+
+    em_tensor *m = em_layer_norm(x, b->ln_2_w, b->ln_2_b, GPT_LN_EPS);
+    em_tensor *h = gpt_conv1d(m, b->fc_w, b->fc_b, EM_ACT_GELU_TANH);
+    em_tensor *z = gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE);
+    if (drop)
+        z = em_dropout(z, dropout, true, rng);
+    return em_add(x, z);
+}

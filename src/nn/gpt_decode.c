@@ -1,0 +1,148 @@
+/* Generation with a key/value cache: each layer keeps the keys and values of the
+ * sequence so far (em_kv_cache), so a new token runs through the model as one row.
+ * The blocks are the training forward's own code (gpt_block_forward with a cache in
+ * place of whole-sequence attention), which is why the logits equal a full recomputation.
+ *
+ * When the context is full, learned absolute positions leave no cheap way on: sliding
+ * the window by one position would move every cached key to another position embedding.
+ * So the cache is cleared and the latest tokens are fed again as one prompt (a
+ * "re-prefill"); keeping half the context, that costs context/2 positions once per
+ * context/2 new tokens, about one extra position per token. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/error.h"
+#include "nn/gpt_internal.h"
+
+struct em_gpt_decoder {
+    em_model *model;
+    const gpt_layer *g;
+    em_arena *arena;       /* caches and history: allocated once */
+    em_kv_cache **caches;  /* one per block */
+    int32_t *history;      /* the cached tokens, for re-prefills */
+    int32_t *prompt;       /* a re-prefill's tokens */
+    int64_t length, keep, refills;
+};
+
+em_gpt_decoder *em_gpt_decoder_new(em_model *m)
+{
+    const gpt_layer *g = gpt_layer_of(m);
+    if (!g) {
+        em_error("generation with a key/value cache needs a gpt model (the first layer is not 'gpt')");
+        return NULL;
+    }
+    const em_gpt_config *c = &g->cfg;
+    em_gpt_decoder *d = calloc(1, sizeof *d);
+    em_arena *arena = d ? em_arena_create(0) : NULL;
+    if (!arena) {
+        free(d);
+        em_error("gpt decoder: out of memory");
+        return NULL;
+    }
+    d->model = m;
+    d->g = g;
+    d->arena = arena;
+    d->keep = c->context / 2 > 0 ? c->context / 2 : 1;
+    d->history = em_arena_alloc(arena, (size_t)c->context * sizeof *d->history);
+    d->prompt = em_arena_alloc(arena, (size_t)c->context * sizeof *d->prompt);
+    d->caches = em_arena_calloc(arena, (size_t)(c->layers ? c->layers : 1), sizeof *d->caches);
+    bool ok = d->history && d->prompt && d->caches;
+    for (int64_t i = 0; ok && i < c->layers; i++)
+        ok = (d->caches[i] = em_kv_cache_new(arena, c->context, c->width, (int)c->heads)) != NULL;
+    if (!ok) {
+        em_error_prefix("gpt decoder: ");
+        em_gpt_decoder_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void em_gpt_decoder_free(em_gpt_decoder *d)
+{
+    if (!d)
+        return;
+    em_arena_destroy(d->arena);
+    free(d);
+}
+
+void em_gpt_decoder_reset(em_gpt_decoder *d)
+{
+    if (!d)
+        return;
+    for (int64_t i = 0; i < d->g->cfg.layers; i++)
+        em_kv_cache_clear(d->caches[i]);
+    d->length = 0;
+}
+
+int64_t em_gpt_decoder_length(const em_gpt_decoder *d) { return d ? d->length : 0; }
+int64_t em_gpt_decoder_capacity(const em_gpt_decoder *d) { return d ? d->g->cfg.context : 0; }
+int64_t em_gpt_decoder_refills(const em_gpt_decoder *d) { return d ? d->refills : 0; }
+
+void em_gpt_decoder_set_keep(em_gpt_decoder *d, int64_t keep)
+{
+    if (!d)
+        return;
+    const int64_t context = d->g->cfg.context;
+    d->keep = keep < 1 ? 1 : keep > context ? context : keep;
+}
+
+/* The forward of n new tokens through the caches; the logits of the last or of all. */
+static int run(em_gpt_decoder *d, const int32_t *ids, int64_t n, float *logits, bool all_positions)
+{
+    const gpt_layer *g = d->g;
+    const em_gpt_config *c = &g->cfg;
+    em_tensor *h = gpt_embed(g, ids, 1, n, d->length);
+    for (int64_t i = 0; i < c->layers && h; i++)
+        h = gpt_block_forward(&g->blocks[i], h, 1, n, (int)c->heads, 0.0f, NULL, d->caches[i]);
+    if (h && !all_positions && n > 1)
+        h = em_slice(h, 0, n - 1, n, 1);
+    em_tensor *out = h ? gpt_logits(g, h) : NULL;
+    if (!out)
+        return EM_ERR;
+    em_copy_to(out, logits);
+    return EM_OK;
+}
+
+int em_gpt_decoder_feed(em_gpt_decoder *d, const int32_t *ids, int64_t n, float *logits, bool all_positions)
+{
+    if (!d || !ids || !logits || n < 1)
+        return em_error("gpt decoder: %s", !d ? "no decoder" : n < 1 ? "no tokens to feed" : "no ids or logits");
+    const em_gpt_config *c = &d->g->cfg;
+    for (int64_t k = 0; k < n; k++)
+        if (ids[k] < 0 || ids[k] >= c->vocab)
+            return em_error("gpt decoder: token id %d at position %lld is outside the vocabulary of %lld",
+                            (int)ids[k], (long long)k, (long long)c->vocab);
+    if (n > c->context - d->length)
+        return em_error("gpt decoder: %lld more tokens do not fit the context of %lld positions (%lld held): a "
+                        "prompt may have at most %lld tokens",
+                        (long long)n, (long long)c->context, (long long)d->length, (long long)c->context);
+    bool grad = em_set_grad_enabled(false);
+    int status = run(d, ids, n, logits, all_positions);
+    em_set_grad_enabled(grad);
+    em_step_end();
+    if (status != EM_OK) {
+        /* Some caches may hold the new positions and others not: start over. */
+        em_error_prefix("gpt decoder: ");
+        em_gpt_decoder_reset(d);
+        return EM_ERR;
+    }
+    memcpy(d->history + d->length, ids, (size_t)n * sizeof *ids);
+    d->length += n;
+    return EM_OK;
+}
+
+int em_gpt_decoder_push(em_gpt_decoder *d, int32_t id, float *logits)
+{
+    if (!d)
+        return em_error("gpt decoder: no decoder");
+    const int64_t context = d->g->cfg.context;
+    if (d->length < context)
+        return em_gpt_decoder_feed(d, &id, 1, logits, false);
+    /* Full: re-prefill with the latest keep - 1 tokens and the new one. */
+    const int64_t kept = d->keep - 1;
+    memcpy(d->prompt, d->history + d->length - kept, (size_t)kept * sizeof *d->prompt);
+    d->prompt[kept] = id;
+    em_gpt_decoder_reset(d);
+    d->refills++;
+    return em_gpt_decoder_feed(d, d->prompt, kept + 1, logits, false);
+}
