@@ -1,8 +1,8 @@
 /* Running out of memory is an error, not a crash: the arena allocator is made to fail
- * at its 0th, 1st, 2nd, ... system allocation while a small model is built and trained
- * (model, optimizer, loader batches, forward, loss, backward, optimizer step, and the
- * whole em_train loop with evaluation), until a run needs fewer allocations than the
- * failure point. Every run that hit the failure must return an error whose message says
+ * at its 0th, 1st, 2nd, ... allocation while a small MLP and a small CNN are built and
+ * trained (model, optimizer, loader batches, forward, loss, backward, optimizer step,
+ * inference, and the whole em_train loop with evaluation), until a run needs fewer
+ * allocations than the failure point. Every run that hit the failure must return an error whose message says
  * "out of memory"; every other run must succeed. Under the sanitizers this also shows
  * that every error path frees what it had allocated. */
 #include <stdlib.h>
@@ -13,7 +13,11 @@
 #define FEATURES 4
 #define CLASSES 3
 
-static const char *description = "input 4\nlinear 8\nrelu\nlinear 3\n";
+static const char *mlp = "input 4\nlinear 8\nrelu\nlinear 3\n";
+/* Every layer kind with state or saved context: convolution, batch norm, pooling, dropout. */
+static const char *cnn = "input 1x2x2\nconv2d 4 2 pad=1\nbatchnorm\nrelu\nmaxpool 2\nflatten\n"
+                         "dropout 0.2\nlinear 3\n";
+static const char *description;
 
 /* A dataset of 10 seeded examples (allocated before any failure is armed). */
 static em_dataset *make_dataset(void)
@@ -71,7 +75,9 @@ static int manual_steps(const em_dataset *ds, em_optim_kind kind)
     }
     /* Inference on one example without gradients. */
     bool was = em_set_grad_enabled(false);
-    em_tensor *x = em_tensor_zeros2(NULL, 1, FEATURES);
+    int64_t shape[EM_MAX_DIMS] = {1};
+    int ndim = em_model_input_shape(m, shape + 1) + 1;
+    em_tensor *x = em_tensor_zeros(NULL, ndim, shape);
     em_tensor *y = x ? em_forward(m, x) : NULL;
     em_set_grad_enabled(was);
     if (!y)
@@ -118,7 +124,7 @@ static long fail_each_allocation(const char *what, scenario run, const em_datase
         bool fired = em_arena_inject_failure_after(-1) > 0;
         if (!fired) {
             CHECK_MSG(rc == EM_OK, "%s: failed without an injected failure: %s", what, ember_last_error());
-            printf("%-28s %ld allocations, each failed in turn: an error every time\n", what, k);
+            printf("%-30s %ld allocations, each failed in turn: an error every time\n", what, k);
             return k;
         }
         CHECK_MSG(rc == EM_ERR, "%s: allocation %ld failed but the run reported success", what, k);
@@ -132,13 +138,21 @@ static long fail_each_allocation(const char *what, scenario run, const em_datase
 int main(void)
 {
     em_dataset *ds = make_dataset();
+    description = mlp;
+    CHECK(manual_steps(ds, EM_OPTIM_SGD) == EM_OK);
+    long n = fail_each_allocation("MLP steps, SGD momentum", manual_steps, ds, EM_OPTIM_SGD);
+    CHECK(n >= 4); /* model, optimizer, step arena and more: the test reached them */
+    fail_each_allocation("MLP steps, Adam", manual_steps, ds, EM_OPTIM_ADAM);
+    fail_each_allocation("MLP em_train with evaluation", whole_training, ds, EM_OPTIM_ADAM);
     /* The runs must still work after all that failing. */
     CHECK(manual_steps(ds, EM_OPTIM_SGD) == EM_OK);
-    long n = fail_each_allocation("steps, SGD with momentum", manual_steps, ds, EM_OPTIM_SGD);
-    CHECK(n >= 4); /* model, optimizer, step arena and more: the test reached them */
-    fail_each_allocation("steps, Adam", manual_steps, ds, EM_OPTIM_ADAM);
-    fail_each_allocation("em_train with evaluation", whole_training, ds, EM_OPTIM_ADAM);
-    CHECK(manual_steps(ds, EM_OPTIM_SGD) == EM_OK);
+    CHECK(whole_training(ds, EM_OPTIM_SGD) == EM_OK);
+
+    description = cnn;
+    CHECK(em_dataset_set_item_shape(ds, 3, (const int64_t[]){1, 2, 2}) == EM_OK);
+    CHECK_MSG(manual_steps(ds, EM_OPTIM_ADAM) == EM_OK, "%s", ember_last_error());
+    fail_each_allocation("CNN steps, Adam", manual_steps, ds, EM_OPTIM_ADAM);
+    fail_each_allocation("CNN em_train with evaluation", whole_training, ds, EM_OPTIM_SGD);
     CHECK(whole_training(ds, EM_OPTIM_SGD) == EM_OK);
     free_dataset(ds);
     em_release_thread_state();
