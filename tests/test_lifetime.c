@@ -1,6 +1,7 @@
 /* Destroying a model, optimizer, loader and dataset gives back everything they took:
  * after warm-up cycles (thread pools, BLAS buffers), twenty cycles of load CSV, parse a
- * model, build an optimizer, train two steps and a short em_train, save and reload a
+ * model (an MLP or a small CNN with batch norm, pooling and dropout), build an
+ * optimizer, train two steps and a short em_train, save and reload a
  * checkpoint, free it all, leave the bytes in use on the heap exactly where they were.
  * (The sanitizer run checks the same with the leak checker; this catches a leak in the
  * normal build.) */
@@ -11,13 +12,17 @@
 
 #include "testlib.h"
 
-static const char *description = "input 4\nlinear 16\nrelu\nlinear 3\n";
+static const char *mlp = "input 4\nlinear 16\nrelu\nlinear 3\n";
+static const char *cnn = "input 1x2x2\nconv2d 4 2 pad=1\nbatchnorm\nrelu\nmaxpool 2\nflatten\n"
+                         "dropout 0.2\nlinear 3\n";
 
-static int cycle(const char *csv, const char *weights, em_optim_kind kind)
+static int cycle(const char *csv, const char *weights, em_optim_kind kind, bool convolutional)
 {
     int rc = EM_ERR;
     em_dataset *ds = em_dataset_load_csv(csv, -1);
-    em_model *m = em_model_parse(description, "lifetime", 1);
+    if (ds && convolutional && em_dataset_set_item_shape(ds, 3, (const int64_t[]){1, 2, 2}) != EM_OK)
+        return EM_ERR;
+    em_model *m = em_model_parse(convolutional ? cnn : mlp, "lifetime", 1);
     em_optim *opt = m ? em_optim_new(m, kind, NULL) : NULL;
     em_loader *loader = ds ? em_loader_new(ds, 8, true, 2) : NULL;
     em_model *reloaded = NULL;
@@ -76,12 +81,13 @@ int main(int argc, char **argv)
         fprintf(f, "%g,%g,%g,%g,%d\n", i * 0.1, (i % 7) * 0.5, (i % 3) - 1.0, (i % 5) * 0.2, i % 3);
     fclose(f);
 
-    for (int kind = 0; kind < 2; kind++) /* warm-up, each code path once */
-        CHECK_MSG(cycle(csv, weights, kind ? EM_OPTIM_SGD : EM_OPTIM_ADAM) == EM_OK, "%s", ember_last_error());
+    for (int path = 0; path < 4; path++) /* warm-up, each code path once */
+        CHECK_MSG(cycle(csv, weights, path % 2 ? EM_OPTIM_SGD : EM_OPTIM_ADAM, path >= 2) == EM_OK, "%s",
+                  ember_last_error());
     size_t before = mallinfo2().uordblks;
     int failed = 0;
     for (int i = 0; i < 20; i++)
-        failed += cycle(csv, weights, i % 2 ? EM_OPTIM_SGD : EM_OPTIM_ADAM) != EM_OK;
+        failed += cycle(csv, weights, i % 2 ? EM_OPTIM_SGD : EM_OPTIM_ADAM, i % 4 >= 2) != EM_OK;
     size_t after = mallinfo2().uordblks;
     CHECK_MSG(failed == 0, "%d cycles failed: %s", failed, ember_last_error());
     CHECK_MSG(after <= before + (exact ? 0 : 16384), "heap in use grew by %lld bytes over 20 cycles",
