@@ -24,5 +24,7 @@
 #include "ember/history.h"
 #include "ember/train.h"
 #include "ember/compare.h"
+#include "ember/text.h"
+#include "ember/lm.h"
 
 #endif

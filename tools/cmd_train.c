@@ -13,8 +13,10 @@
 #include "cli_training.h"
 #include "commands.h"
 #include "ember.h"
+#include "train_text.h"
 
 static const char *const progress_names[] = {"auto", "bar", "lines", "quiet", NULL};
+static const char *const window_names[] = {"random", "sequential", NULL};
 
 static const char train_details[] =
     "MODEL is a model description file (see models/*.ember). Each epoch prints the\n"
@@ -27,13 +29,19 @@ static const char train_details[] =
     "  mnist               the same for MNIST\n"
     "  idx:IMAGES,LABELS   IDX files (plain or gzip), used for training only\n"
     "  csv:FILE            numeric CSV, one example a line, the label in --label-column\n"
+    "  fortunes            text: Debian's fortunes corpus, bytes as tokens (a language\n"
+    "                      model: models/lstm.ember); its last --val-split (10%) is the\n"
+    "                      validation text; figures in bits per byte and perplexity\n"
+    "  text:FILE           text: a file's bytes, likewise\n"
     "Data whose items hold as many values as the model's input but in another layout\n"
     "(784 vs 1x28x28) is reshaped to the model's input.\n";
 
 static const char train_examples[] =
     "  ember train models/mlp.ember --data fashion-mnist --epochs 5 --save mlp.safetensors\n"
     "  ember train models/cnn.ember --optimizer adam --lr 1e-3 --plot cnn.png\n"
-    "  ember train tiny.ember --data csv:train.csv --test-data csv:test.csv --label-column 0\n";
+    "  ember train tiny.ember --data csv:train.csv --test-data csv:test.csv --label-column 0\n"
+    "  ember train models/lstm.ember --data fortunes --seq-len 64 --batch 32 --steps 200 --optimizer adam \\\n"
+    "      --lr 2e-3 --save lstm.safetensors\n";
 
 /* The metrics and plot of a saved run go beside its weights: w.safetensors gives
  * w.metrics.csv and w.plot.png (unless --metrics, --plot or --no-log say otherwise). */
@@ -63,6 +71,8 @@ int cmd_train_main(int argc, char **argv, int first)
     const char *data_spec = "fashion-mnist";
     const char *test_spec = NULL;
     int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
+    int64_t seq_len = 64, steps = 0, eval_every = 0, eval_bytes = 0, val_chunk = 0;
+    int windows = 0;
     bool no_shuffle = false, no_log = false, detect_anomaly = false;
     const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL, *log_dir = NULL;
     const char *checkpoint_path = NULL, *resume_path = NULL;
@@ -74,7 +84,8 @@ int cmd_train_main(int argc, char **argv, int first)
 
     const args_option common[] = {
         {"data", ARGS_STRING, "SPEC", &data_spec,
-         "training data: fashion-mnist, mnist, idx:IMAGES,LABELS or csv:FILE", NULL, 0, 0, NULL, false},
+         "training data: fashion-mnist, mnist, idx:IMAGES,LABELS, csv:FILE, or text: fortunes, text:FILE", NULL, 0,
+         0, NULL, false},
         {"test-data", ARGS_STRING, "SPEC", &test_spec,
          "test data, same forms as --data (files have no test split)", "the test split of --data",
          0, 0, NULL, false},
@@ -111,6 +122,19 @@ int cmd_train_main(int argc, char **argv, int first)
         {"progress", ARGS_CHOICE, "MODE", &progress,
          "auto: a bar on a terminal, lines otherwise; bar; lines; quiet", NULL, 0, 0,
          progress_names, false},
+        {"seq-len", ARGS_INT, "T", &seq_len, "text: bytes per training window", NULL, 1, 1 << 24, NULL, false},
+        {"steps", ARGS_INT, "N", &steps, "text: optimizer steps to train for", "0: --epochs passes over the text",
+         0, 9e15, NULL, false},
+        {"windows", ARGS_CHOICE, "ORDER", &windows,
+         "text: random windows, or sequential tracks whose recurrent state carries from batch to batch "
+         "(truncated backpropagation through time)", NULL, 0, 0, window_names, false},
+        {"eval-every", ARGS_INT, "N", &eval_every, "text: steps between evaluations of the validation text",
+         "0: after each pass and at the end", 0, 9e15, NULL, false},
+        {"eval-bytes", ARGS_INT, "N", &eval_bytes, "text: bytes of the validation text evaluated", "0: all", 0,
+         9e15, NULL, false},
+        {"val-chunk", ARGS_INT, "N", &val_chunk,
+         "text: validate on a seeded choice of N-byte chunks (--val-split of them) instead of the end",
+         "0: the end of the text", 0, 1e12, NULL, false},
         {"detect-anomaly", ARGS_FLAG, NULL, &detect_anomaly,
          "check every op's output and gradient for NaN and infinity, naming the first op "
          "that produced one when training diverges (slower)", NULL, 0, 0, NULL, false},
@@ -145,6 +169,16 @@ int cmd_train_main(int argc, char **argv, int first)
     em_set_num_threads((int)threads);
     em_set_detect_anomaly(detect_anomaly);
 
+    const bool text = em_text_is_spec(data_spec);
+    static const char *const text_only[] = {"seq-len", "steps", "windows", "eval-every", "eval-bytes", "val-chunk"};
+    for (size_t i = 0; !text && i < sizeof text_only / sizeof text_only[0]; i++)
+        if (args_given(&spec, text_only[i]))
+            return args_usage_error(&spec, "--%s applies to text (--data fortunes or text:FILE)", text_only[i]);
+    if (text && (checkpoint_path || resume_path || checkpoint_every > 0))
+        return args_usage_error(&spec, "--checkpoint and --resume are not available for text yet (use --save)");
+    if (text && !args_given(&spec, "val-split"))
+        training.val_split = 0.1;
+
     em_train_opts opts = em_train_defaults();
     status = cli_training_apply(&training, &spec, true, &opts);
     if (status >= 0)
@@ -178,6 +212,30 @@ int cmd_train_main(int argc, char **argv, int first)
     opts.resume_path = resume_path;
     opts.max_steps = max_steps;
     opts.interrupt_path = CLI_INTERRUPT_CHECKPOINT;
+
+    if (text) {
+        if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
+            em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
+            return cli_library_error();
+        }
+        if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
+            (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
+            (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK))
+            return cli_library_error();
+        cli_text_options t = {
+            .model_path = model_path,
+            .data_spec = data_spec,
+            .test_spec = test_spec,
+            .seq_len = seq_len,
+            .steps = steps,
+            .eval_every = eval_every,
+            .eval_bytes = eval_bytes,
+            .val_chunk = val_chunk,
+            .sequential = windows == 1,
+            .val_fraction = opts.val_split,
+        };
+        return train_text_main(&t, &opts);
+    }
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;

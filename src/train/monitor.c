@@ -40,21 +40,41 @@ static void copy_weights(em_model *m, float *buf, bool save)
     }
 }
 
+static int start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o, const em_dataset *val,
+                 em_monitor_validate_fn validate, void *validate_ctx, em_metrics *metrics, int64_t batches,
+                 double start_time);
+
 int em_monitor_start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o, const em_dataset *val,
-                     em_metrics *metrics, int64_t batches, double start)
+                     em_metrics *metrics, int64_t batches, double start_time)
+{
+    return start(mon, m, opt, o, val, NULL, NULL, metrics, batches, start_time);
+}
+
+int em_monitor_start_custom(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o,
+                            em_monitor_validate_fn validate, void *validate_ctx, em_metrics *metrics, int64_t batches,
+                            double start_time)
+{
+    return start(mon, m, opt, o, NULL, validate, validate_ctx, metrics, batches, start_time);
+}
+
+static int start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o, const em_dataset *val,
+                 em_monitor_validate_fn validate, void *validate_ctx, em_metrics *metrics, int64_t batches,
+                 double start_time)
 {
     memset(mon, 0, sizeof *mon);
     mon->m = m;
     mon->opt = opt;
     mon->o = o;
     mon->val = val;
+    mon->validate = validate;
+    mon->validate_ctx = validate_ctx;
     mon->metrics = metrics;
-    mon->start = start;
+    mon->start = start_time;
     mon->best_val = INFINITY;
     em_history_init(&mon->own_history);
     mon->history = o->history ? o->history : &mon->own_history;
     mon->history->steps_per_epoch = batches;
-    if (o->patience > 0 && !val)
+    if (o->patience > 0 && !val && !validate)
         return em_error("train: early stopping (patience %d) needs a validation set (a validation dataset or "
                         "a validation split)",
                         o->patience);
@@ -160,6 +180,9 @@ int em_monitor_epoch_end(em_monitor *mon, em_epoch_stats *s, int64_t steps)
     const em_train_opts *o = mon->o;
     s->train_accuracy = mon->seen ? (double)mon->correct / (double)mon->seen : NAN;
     s->val_loss = s->val_accuracy = NAN;
+    bool validated = mon->val || mon->validate;
+    if (mon->validate && mon->validate(mon->validate_ctx, &s->val_loss, &s->val_accuracy) != EM_OK)
+        return em_error_prefix("validation after epoch %d: ", s->epoch);
     if (mon->val && em_evaluate(mon->m, mon->val, o->eval_batch_size, &s->val_loss, &s->val_accuracy) != EM_OK)
         return em_error_prefix("validation after epoch %d: ", s->epoch);
 
@@ -182,9 +205,9 @@ int em_monitor_epoch_end(em_monitor *mon, em_epoch_stats *s, int64_t steps)
     mon->grad_norms = mon->correct = mon->seen = 0;
 
     if (mon->schedule && !em_schedule_options(mon->schedule)->per_step)
-        em_schedule_step_metric(mon->schedule, mon->val ? s->val_loss : s->train_loss);
+        em_schedule_step_metric(mon->schedule, validated ? s->val_loss : s->train_loss);
 
-    if (mon->val) {
+    if (validated) {
         if (em_history_improves(s->val_loss, mon->best_val, o->min_delta)) {
             mon->best_val = s->val_loss;
             mon->best_epoch = s->epoch;

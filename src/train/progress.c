@@ -78,8 +78,8 @@ static void draw_bar(em_progress *p, int64_t done, int64_t items_done, double me
     format_duration(eta_s, sizeof eta_s,
                     done > 0 ? elapsed / (double)done * (double)(p->batches - done) : NAN);
     char line[256];
-    int n = snprintf(line, sizeof line, "epoch %d/%d [%s] %3.0f%% %lld/%lld  %s items/s  loss %.4f  ETA %s",
-                     p->epoch, p->epochs, cells, fraction * 100.0, (long long)done,
+    int n = snprintf(line, sizeof line, "%s %d/%d [%s] %3.0f%% %lld/%lld  %s items/s  loss %.4f  ETA %s",
+                     p->unit ? p->unit : "epoch", p->epoch, p->epochs, cells, fraction * 100.0, (long long)done,
                      (long long)p->batches, rate_s, mean_loss, eta_s);
     if (n < 0)
         return;
@@ -106,7 +106,8 @@ void em_progress_step(em_progress *p, int64_t batches_done, int64_t items_done, 
     }
     if (now - p->last_draw >= LINE_EVERY_SECONDS && batches_done < p->batches) {
         double elapsed = now - p->epoch_start;
-        fprintf(p->out, "epoch %d/%d  step %lld/%lld  loss %.4f  %.0f items/s\n", p->epoch, p->epochs,
+        fprintf(p->out, "%s %d/%d  step %lld/%lld  loss %.4f  %.0f items/s\n", p->unit ? p->unit : "epoch",
+                p->epoch, p->epochs,
                 (long long)batches_done, (long long)p->batches, mean_loss,
                 elapsed > 0.0 ? (double)items_done / elapsed : 0.0);
         fflush(p->out);

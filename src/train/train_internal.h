@@ -29,6 +29,7 @@ typedef struct em_progress {
     double epoch_start;
     double last_draw;   /* when the bar (or a plain progress line) was last written */
     int drawn_width;    /* characters of the last bar, to blank a shorter redraw */
+    const char *unit;   /* what the bar counts ("epoch"; a language model's "round") */
 } em_progress;
 
 void em_progress_init(em_progress *p, FILE *out, em_progress_mode mode, int epochs,
@@ -58,6 +59,9 @@ int em_metrics_close(em_metrics *mf);
  * Gradient norm and clipping, the learning-rate schedule, the validation set, early
  * stopping with the best weights kept, the history and the metrics rows. em_train calls
  * it at fixed points of each step and epoch. */
+/* Loss and accuracy of the model on a validation set the caller owns. */
+typedef int (*em_monitor_validate_fn)(void *ctx, double *loss, double *accuracy);
+
 typedef struct em_monitor {
     em_model *m;
     em_optim *opt;
@@ -79,11 +83,19 @@ typedef struct em_monitor {
     float *best_weights;       /* every state tensor of the model, back to back */
     int restored_epoch;
     bool stop;
+    /* Validation by the caller instead of em_evaluate on `val` (text for language
+     * models), or NULL. */
+    em_monitor_validate_fn validate;
+    void *validate_ctx;
 } em_monitor;
 
 /* val may be NULL; batches per epoch for a cosine schedule's default length. */
 int em_monitor_start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o, const em_dataset *val,
                      em_metrics *metrics, int64_t batches, double start);
+/* As em_monitor_start, validating through `validate` (or not at all when NULL). */
+int em_monitor_start_custom(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opts *o,
+                            em_monitor_validate_fn validate, void *validate_ctx, em_metrics *metrics, int64_t batches,
+                            double start);
 /* After backward, before the update: the batch's accuracy (from logits and labels),
  * the gradient norm, clipping. */
 void em_monitor_gradients(em_monitor *mon, const em_tensor *logits, const int32_t *labels, int64_t n);
