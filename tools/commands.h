@@ -10,5 +10,6 @@ int cmd_gradcheck_main(int argc, char **argv, int first);
 int cmd_inspect_main(int argc, char **argv, int first);
 int cmd_finetune_main(int argc, char **argv, int first);
 int cmd_predict_main(int argc, char **argv, int first);
+int cmd_generate_main(int argc, char **argv, int first);
 
 #endif

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"finetune", "train from pre-trained weights: freeze, new head (transfer learning)", cmd_finetune_main},
     {"inspect", "list the tensors, dtypes, shapes and metadata of a safetensors file", cmd_inspect_main},
     {"predict", "classify images (PNG, PGM, PPM) with trained weights", cmd_predict_main},
+    {"generate", "sample text from a trained language model, streaming it", cmd_generate_main},
 };
 enum { N_COMMANDS = (int)(sizeof commands / sizeof commands[0]) };
 
