@@ -26,6 +26,7 @@ typedef struct em_compare_run {
     char settings[192];      /* how it was trained: "adam lr 0.001, betas 0.9/0.999" */
     char model[64];          /* the model's label (learning curves draw one line per model) */
     int64_t train_size;      /* training examples */
+    int64_t val_size;        /* validation examples (0: none) */
     int64_t params;          /* trainable parameters */
     em_train_history history;
     bool failed;             /* stopped by an error other than a divergence */

@@ -183,19 +183,24 @@ static void step_panel(cairo_t *cr, em_panel p, const em_comparison *c)
         for (int64_t s = 0; s < h->n_steps; s++)
             y[s] = h->steps[s].loss;
         em_plot_moving_average(y, h->n_steps, window, all[i]);
+        /* The range follows the curves after their first few steps: the very first losses
+         * (and an optimizer's first wild steps) may leave the panel at the top rather
+         * than flatten the part where the runs differ. */
+        int64_t skip = h->n_steps / 50 > window / 2 ? h->n_steps / 50 : window / 2;
         for (int64_t s = 0; s < h->n_steps; s++)
             if (isfinite(all[i][s])) {
                 lo = fmin(lo, all[i][s]);
-                hi = fmax(hi, all[i][s]);
+                if (s >= skip || h->n_steps <= 2 * skip)
+                    hi = fmax(hi, all[i][s]);
             }
     }
     p.x0 = 0;
     p.x1 = (double)steps;
     p.integer_x = true;
     p.y0 = 0;
-    /* The first steps' loss of a bad run can be huge; keep the others readable. */
+    /* A bad run's loss can be huge; keep the others readable. */
     double cap = isfinite(lo) ? 4.0 * lo + 2.5 : 1.0;
-    p.y1 = isfinite(hi) ? fmin(hi, cap) * 1.08 : 1.0;
+    p.y1 = isfinite(hi) ? fmin(hi, cap) * 1.15 : 1.0;
     char ylabel[96];
     if (window > 1)
         snprintf(ylabel, sizeof ylabel, "training loss, mean of %lld steps (nats)", (long long)window);

@@ -161,6 +161,20 @@ static void write_findings(FILE *f, const em_comparison *c)
             fprintf(f, "- The spread between %s and %s is %.2f points of accuracy with the same data, seed and "
                        "budget.\n",
                     top->name, low->name, 100.0 * (rank[0][0] - rank[ranked - 1][0]));
+        /* How far apart two accuracies must be to mean something: the binomial standard
+         * error of an accuracy measured on n examples, and of a difference of two. */
+        int64_t n = top->val_size;
+        if (n > 0) {
+            double p = rank[0][0], se = sqrt(p * (1.0 - p) / (double)n);
+            int within = 0;
+            for (int k = 1; k < ranked; k++)
+                within += rank[0][0] - rank[k][0] < 2.0 * sqrt(2.0) * se;
+            fprintf(f, "- With %lld validation examples an accuracy near %.0f%% has a standard error of %.2f "
+                       "points, so differences below about %.1f points (two standard errors of a difference) may "
+                       "be chance: %d run%s %s within that of the best.\n",
+                    (long long)n, 100.0 * p, 100.0 * se, 200.0 * sqrt(2.0) * se, within, within == 1 ? "" : "s",
+                    within == 1 ? "is" : "are");
+        }
     }
     free(rank);
 
