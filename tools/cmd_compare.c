@@ -244,8 +244,8 @@ int cmd_compare_main(int argc, char **argv, int first)
          1e12, NULL, false},
         {"epochs", ARGS_INT, "N", &epochs, "epochs per run", NULL, 1, 1e6, NULL, false},
         {"steps", ARGS_INT, "N", &steps,
-         "learning curves: optimizer steps per run, in whole epochs", "--epochs over the largest size", 0, 1e12,
-         NULL, false},
+         "learning curves: optimizer steps per run, in whole epochs",
+         "--epochs over the largest size, 2 epochs unless given", 0, 1e12, NULL, false},
         {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
         {"optimizer", ARGS_STRING, "NAME", &optimizer_name,
          "the optimizer of every run when the optimizer is not what varies", NULL, 0, 0, NULL, false},
@@ -357,6 +357,9 @@ int cmd_compare_main(int argc, char **argv, int first)
             training.val_split = 0.0;
         if (!args_given(&spec, "train-subset"))
             subset = 0;
+        /* Two epochs over the largest size: the learning curve's runs are many. */
+        if (!args_given(&spec, "epochs"))
+            epochs = 2;
     }
     if (steps > 0 && !train_sizes)
         return args_usage_error(&spec, "--steps goes with --train-sizes (other comparisons use --epochs)");
