@@ -1,0 +1,169 @@
+#!/bin/sh
+# Language models from the command line: ember train on a text file reports bits per
+# byte and perplexity (with the unigram entropy beside them), saves weights that ember
+# generate samples from (seeded: the same text twice; prompt echoed, the asked number of
+# bytes after it); bad input is reported by name with exit status 1 (a missing, empty or
+# directory text file, a sequence longer than the text, a prompt byte outside the
+# model's vocabulary, text bytes outside it, a model that takes no tokens) and misuse
+# with 2 (text options on image data, missing --weights, an empty prompt).
+# Usage: sh tests/cli_text.sh path/to/ember
+EMBER=$1
+if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
+    echo "usage: sh $0 path/to/ember" >&2
+    exit 2
+fi
+TMP=$(mktemp -d) || exit 2
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 1' INT TERM
+
+checks=0
+failures=0
+
+show() {
+    sed 's/^/    stdout: /' "$TMP/out"
+    sed 's/^/    stderr: /' "$TMP/err"
+}
+fail() {
+    failures=$((failures + 1))
+    echo "FAIL: $*"
+    show
+}
+run() {
+    last="ember $*"
+    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
+    status=$?
+}
+expect_status() {
+    checks=$((checks + 1))
+    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
+}
+expect_text() { # out|err FIXED-STRING
+    checks=$((checks + 1))
+    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
+}
+
+# A small text and a small language model (the vocabulary of bytes).
+i=0
+while [ $i -lt 60 ]; do
+    echo "the quick brown fox jumps over the lazy dog $i times."
+    i=$((i + 1))
+done >"$TMP/fox.txt"
+cat >"$TMP/small.ember" <<'EOF'
+input 16
+embedding 256 8
+lstm 32
+linear 256
+EOF
+# Bytes 0..127 only.
+cat >"$TMP/ascii.ember" <<'EOF'
+input 16
+embedding 128 8
+gru 16
+linear 128
+EOF
+
+# ---- help ---------------------------------------------------------------------------
+run --help
+expect_status 0
+expect_text out "generate"
+run generate --help
+expect_status 0
+for opt in "Usage: ember generate" --weights --prompt --tokens --temperature --top-k --top-p --seed; do
+    expect_text out "$opt"
+done
+run train --help
+for opt in --seq-len --steps --windows --eval-every --val-chunk "text:FILE" fortunes; do
+    expect_text out "$opt"
+done
+
+# ---- training and generating ----------------------------------------------------------
+run train "$TMP/small.ember" --data "text:$TMP/fox.txt" --seq-len 16 --batch 8 --steps 30 --lr 0.01 \
+    --eval-every 15 --progress lines --save "$TMP/small.safetensors"
+expect_status 0
+expect_text out "unigram entropy:"
+expect_text out "bits/byte on the training text"
+expect_text out "step 15/30  train"
+expect_text out "step 30/30  train"
+expect_text out "val "
+expect_text out "perplexity"
+expect_text out "evaluated alike on"
+expect_text out "adam lr 0.01, batch 8 x 16 bytes"
+expect_text out "saved $TMP/small.safetensors"
+[ -f "$TMP/small.metrics.csv" ] && [ -f "$TMP/small.plot.png" ]
+status=$?
+expect_status 0
+
+run generate "$TMP/small.ember" --weights "$TMP/small.safetensors" --prompt "the " --tokens 40 --seed 3
+expect_status 0
+cp "$TMP/out" "$TMP/first"
+checks=$((checks + 1))
+[ "$(wc -c <"$TMP/out")" -eq 44 ] || fail "$last: $(wc -c <"$TMP/out") bytes, expected 4 + 40"
+checks=$((checks + 1))
+[ "$(head -c 4 "$TMP/out")" = "the " ] || fail "$last: the prompt is not echoed"
+# the description stored with the weights, the same seed: the same text
+run generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 40 --seed 3
+expect_status 0
+checks=$((checks + 1))
+cmp -s "$TMP/out" "$TMP/first" || fail "$last: another text for the same seed"
+run generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 10 --temperature 0 --no-echo --stats
+expect_status 0
+expect_text err "tokens/s"
+checks=$((checks + 1))
+[ "$(wc -c <"$TMP/out")" -eq 10 ] || fail "$last: $(wc -c <"$TMP/out") bytes, expected 10"
+
+# sequential windows with carried state, chunked validation
+run train "$TMP/small.ember" --data "text:$TMP/fox.txt" --seq-len 8 --batch 4 --steps 6 --windows sequential \
+    --val-chunk 256 --val-split 0.2 --progress quiet
+expect_status 0
+expect_text out "a seeded choice of chunks"
+
+# ---- bad input --------------------------------------------------------------------------
+run train "$TMP/small.ember" --data "text:$TMP/missing.txt" --steps 1
+expect_status 1
+expect_text err "cannot open text file $TMP/missing.txt: No such file or directory"
+: >"$TMP/empty.txt"
+run train "$TMP/small.ember" --data "text:$TMP/empty.txt" --steps 1
+expect_status 1
+expect_text err "text file $TMP/empty.txt is empty"
+run train "$TMP/small.ember" --data "text:$TMP" --steps 1
+expect_status 1
+expect_text err "is a directory"
+printf 'short text\n' >"$TMP/short.txt"
+run train "$TMP/small.ember" --data "text:$TMP/short.txt" --seq-len 64 --steps 1 --val-split 0.3
+expect_status 1
+expect_text err "the sequence length 64 is longer than the first 70% of $TMP/short.txt allows: 8 bytes hold windows of at most 7"
+printf 'caf\303\251\n' >"$TMP/utf8.txt"
+run train "$TMP/ascii.ember" --data "text:$TMP/utf8.txt" --seq-len 2 --steps 1 --val-split 0.4
+expect_status 1
+expect_text err "byte 195 (0xc3) at offset 3 is outside the model's vocabulary of 128 tokens"
+run train "$TMP/small.ember" --data mnist --seq-len 8
+expect_status 2
+expect_text err "--seq-len applies to text"
+cat >"$TMP/mlp.ember" <<'EOF'
+input 4
+linear 2
+EOF
+run train "$TMP/mlp.ember" --data "text:$TMP/fox.txt" --steps 1
+expect_status 1
+expect_text err "does not take text: a language model starts with an 'embedding VOCAB DIM' line"
+
+# generation: a prompt byte outside the vocabulary, an empty prompt, no weights
+run train "$TMP/ascii.ember" --data "text:$TMP/fox.txt" --seq-len 8 --steps 2 --progress quiet \
+    --save "$TMP/ascii.safetensors" --no-log
+expect_status 0
+run generate --weights "$TMP/ascii.safetensors" --prompt "café" --tokens 5
+expect_status 1
+expect_text err "the prompt's byte 3 is 195 (0xc3), outside the vocabulary of"
+expect_text err "(128 tokens: bytes 0 to 127)"
+run generate --weights "$TMP/ascii.safetensors" --prompt "" --tokens 5
+expect_status 2
+expect_text err "--prompt needs a non-empty TEXT"
+run generate "$TMP/small.ember" --prompt "x"
+expect_status 2
+expect_text err "--weights FILE is required"
+run generate "$TMP/small.ember" --weights "$TMP/ascii.safetensors" --prompt "x"
+expect_status 1
+expect_text err "0.weight"
+
+echo "cli_text: $checks checks, $failures failures"
+[ "$failures" -eq 0 ]
