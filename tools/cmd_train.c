@@ -298,6 +298,10 @@ int cmd_train_main(int argc, char **argv, int first)
         goto done;
     }
     print_final(&result, test);
+    if (result.early_stopped)
+        printf("early stopping: no lower validation loss in the last %d epochs\n", opts.patience);
+    if (result.restored_epoch > 0)
+        printf("kept the weights of epoch %d (lowest validation loss)\n", result.restored_epoch);
     if (checkpoint_path)
         printf("checkpoint %s\n", checkpoint_path);
     if (save_path)

@@ -221,22 +221,40 @@ static void accuracy_panel(cairo_t *cr, em_panel p, const em_train_history *h, c
     static const char *const labels[3] = {"training batches", "validation", "test"};
     em_legend_item items[3];
     int n = 0;
+    /* The last value of each curve beside its point, pushed apart when they would
+     * overlap. */
+    double label_y[3], label_x[3], label_v[3];
+    int labels_n = 0;
     for (int c = 0; c < 3; c++) {
         if (!any_finite(curves[c], s->epochs))
             continue;
         em_plot_line(cr, &p, s->epoch_no, curves[c], s->epochs, colors[c], 1.0, 2.0, c == 0);
         em_plot_markers(cr, &p, s->epoch_no, curves[c], s->epochs, colors[c], 4.0);
         items[n++] = (em_legend_item){labels[c], colors[c], 1.0, 2.0, true, c == 0};
-        /* The last value beside its point. */
         for (int e = s->epochs - 1; e >= 0; e--)
             if (isfinite(curves[c][e])) {
-                char label[32];
-                snprintf(label, sizeof label, "%.2f%%", curves[c][e]);
-                em_plot_font(cr, 11, true);
-                em_plot_text_halo(cr, em_plot_x(&p, s->epoch_no[e]) - 6, em_plot_y(&p, curves[c][e]) - 8, 1.0, 1.0,
-                                  label);
+                label_x[labels_n] = em_plot_x(&p, s->epoch_no[e]) - 8;
+                label_y[labels_n] = em_plot_y(&p, curves[c][e]) - 6;
+                label_v[labels_n] = curves[c][e];
+                labels_n++;
                 break;
             }
+    }
+    for (int a = 0; a < labels_n; a++) /* top to bottom */
+        for (int b = a + 1; b < labels_n; b++)
+            if (label_y[b] < label_y[a]) {
+                double t = label_y[a], u = label_x[a], v = label_v[a];
+                label_y[a] = label_y[b], label_x[a] = label_x[b], label_v[a] = label_v[b];
+                label_y[b] = t, label_x[b] = u, label_v[b] = v;
+            }
+    for (int k = 1; k < labels_n; k++)
+        if (label_y[k] - label_y[k - 1] < 14)
+            label_y[k] = label_y[k - 1] + 14;
+    em_plot_font(cr, 11, true);
+    for (int k = 0; k < labels_n; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "%.2f%%", label_v[k]);
+        em_plot_text_halo(cr, label_x[k], label_y[k], 1.0, 1.0, label);
     }
     run_markers(cr, &p, h, s, false);
     em_plot_legend(cr, &p, items, n, EM_LEGEND_BEST);
@@ -260,8 +278,9 @@ static void lr_panel(cairo_t *cr, em_panel p, const em_train_history *h, const s
         em_plot_note(cr, &p, "no learning rate recorded");
         return;
     }
-    /* A log axis once the rate spans more than a factor of 20 (decays, warm-ups). */
-    p.log_y = hi / lo > 20.0;
+    /* A log axis for multiplicative decays (the rate spans a factor of 20 to 10^4); a
+     * cosine down to almost nothing reads better on a linear one. */
+    p.log_y = hi / lo > 20.0 && hi / lo < 1e4;
     if (p.log_y) {
         p.y0 = pow(10.0, floor(log10(lo)));
         p.y1 = pow(10.0, ceil(log10(hi)));

@@ -414,7 +414,15 @@ cairo_t *em_plot_begin(int width, int height, const char *title, const char *sub
     cairo_surface_destroy(surface); /* the context keeps a reference */
     cairo_set_source_rgb(cr, 0.97, 0.97, 0.98);
     cairo_paint(cr);
-    em_plot_font(cr, 20, true);
+    /* A long title gets a smaller font rather than running off the canvas. */
+    double size = 20;
+    for (; size > 11; size -= 1) {
+        cairo_text_extents_t e;
+        em_plot_font(cr, size, true);
+        cairo_text_extents(cr, title ? title : "", &e);
+        if (e.x_advance <= width - 60)
+            break;
+    }
     em_plot_color(cr, EM_PLOT_INK, 1);
     em_plot_text(cr, width / 2.0, 16, 0.5, 0.0, title ? title : "");
     if (subtitle) {

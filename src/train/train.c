@@ -57,7 +57,10 @@ static void describe_optimizer(char *buf, size_t cap, const em_train_opts *o)
     if (o->schedule.kind != EM_SCHEDULE_CONSTANT && n >= 0 && (size_t)n < cap)
         n += snprintf(buf + n, cap - (size_t)n, ", %s schedule", em_schedule_name(o->schedule.kind));
     if (p->weight_decay != 0.0f && n >= 0 && (size_t)n < cap)
-        snprintf(buf + n, cap - (size_t)n, ", weight decay %g", (double)p->weight_decay);
+        n += snprintf(buf + n, cap - (size_t)n, ", weight decay %g", (double)p->weight_decay);
+    if (o->n_param_groups > 0 && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, " (+%d parameter group%s)", o->n_param_groups,
+                 o->n_param_groups == 1 ? "" : "s");
 }
 
 /* The model description on one line: "input 784 > linear 512 > relu > ...". */
