@@ -10,6 +10,7 @@
 #include "ember/cnn_ops.h"
 #include "ember/transformer_ops.h"
 #include "ember/gpt.h"
+#include "ember/bpe.h"
 #include "ember/rnn_ops.h"
 #include "ember/nn.h"
 #include "ember/optim.h"

@@ -43,6 +43,8 @@ em_gpt_config em_gpt_w4(void);
 em_model *em_gpt_new(const em_gpt_config *config, uint64_t seed);
 /* The same as a layer of a model being built (it must be the first: it takes ids). */
 int em_model_add_gpt(em_model *m, const em_gpt_config *config);
+/* True when m's first layer is a gpt. */
+bool em_model_is_gpt(const em_model *m);
 /* The configuration of m's gpt layer; EM_ERR when m has none. */
 int em_model_gpt_config(const em_model *m, em_gpt_config *config);
 /* "gpt vocab=256 context=128 layers=4 heads=4 width=128 tied=false": a description line. */

@@ -184,12 +184,12 @@ static em_tensor *gpt_forward(em_layer *l, em_tensor *x, bool training)
     const gpt_layer *g = l->config;
     const em_gpt_config *c = &g->cfg;
     if (x->ndim != 2) {
-        em_error("gpt: expected token ids [batch, steps], got %s", em_shape_str(x));
+        em_error("expected token ids [batch, steps], got %s", em_shape_str(x));
         return NULL;
     }
     const int64_t batch = x->shape[0], steps = x->shape[1];
     if (steps > c->context) {
-        em_error("gpt: a sequence of %lld tokens is longer than the model's context of %lld positions (wpe "
+        em_error("a sequence of %lld tokens is longer than the model's context of %lld positions (wpe "
                  "has %lld rows): use sequences of at most %lld tokens",
                  (long long)steps, (long long)c->context, (long long)c->context, (long long)c->context);
         return NULL;
@@ -285,6 +285,8 @@ em_model *em_gpt_new(const em_gpt_config *config, uint64_t seed)
     }
     return m;
 }
+
+bool em_model_is_gpt(const em_model *m) { return gpt_layer_of(m) != NULL; }
 
 int em_model_gpt_config(const em_model *m, em_gpt_config *config)
 {

@@ -3,6 +3,8 @@
  *
  * A model that carries state (recurrent layers) reads the prompt in one forward and
  * then costs one step per token, its state carried from each forward to the next. A
+ * gpt model does the same through its key/value cache (em_gpt_decoder: one position
+ * per token, a re-prefill of half the context when the context fills). A
  * model without carried state is run on the latest tokens up to its nominal input
  * length every time: correct for any model that takes tokens, and as fast as the model
  * allows without a cache. */
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "ember/error.h"
+#include "ember/gpt.h"
 #include "ember/lm.h"
 
 /* The logits of the last position of [1, T, V] into the sampler. */
@@ -63,6 +66,28 @@ static int generate_carried(em_model *m, em_sampler *s, const int32_t *prompt, i
     return EM_OK;
 }
 
+static int generate_cached(em_model *m, em_sampler *s, const int32_t *prompt, int64_t n_prompt, int64_t n_tokens,
+                           em_token_fn on_token, void *user)
+{
+    em_gpt_decoder *d = em_gpt_decoder_new(m);
+    float *logits = d ? malloc((size_t)em_model_vocab_size(m) * sizeof *logits) : NULL;
+    int rc = logits ? EM_OK : d ? em_error("out of memory") : EM_ERR;
+    /* a prompt longer than the context: its latest tokens, as the windowed path reads */
+    int64_t fed = n_prompt < em_gpt_decoder_capacity(d) ? n_prompt : em_gpt_decoder_capacity(d);
+    if (rc == EM_OK && n_tokens > 0)
+        rc = em_gpt_decoder_feed(d, prompt + n_prompt - fed, fed, logits, false);
+    for (int64_t i = 0; i < n_tokens && rc == EM_OK; i++) {
+        int32_t token = em_sampler_next(s, logits);
+        if (on_token && on_token(user, token) != 0)
+            break;
+        if (i + 1 < n_tokens)
+            rc = em_gpt_decoder_push(d, token, logits);
+    }
+    free(logits);
+    em_gpt_decoder_free(d);
+    return rc;
+}
+
 static int generate_windowed(em_model *m, em_sampler *s, const int32_t *prompt, int64_t n_prompt, int64_t n_tokens,
                              em_token_fn on_token, void *user)
 {
@@ -104,8 +129,9 @@ int em_generate(em_model *m, const int32_t *prompt, int64_t n_prompt, int64_t n_
     bool was_training = em_model_is_training(m), was_carrying = em_model_carries(m);
     bool grad_was = em_set_grad_enabled(false);
     em_model_set_training(m, false);
-    int rc = em_model_has_carry(m) ? generate_carried(m, s, prompt, n_prompt, n_tokens, on_token, user)
-                                   : generate_windowed(m, s, prompt, n_prompt, n_tokens, on_token, user);
+    int rc = em_model_is_gpt(m)      ? generate_cached(m, s, prompt, n_prompt, n_tokens, on_token, user)
+             : em_model_has_carry(m) ? generate_carried(m, s, prompt, n_prompt, n_tokens, on_token, user)
+                                     : generate_windowed(m, s, prompt, n_prompt, n_tokens, on_token, user);
     if (rc != EM_OK)
         em_error_prefix("generate: ");
     em_model_set_carry(m, was_carrying);

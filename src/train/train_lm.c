@@ -15,6 +15,7 @@
 
 #include "ember/checkpoint.h"
 #include "ember/error.h"
+#include "ember/gpt.h"
 #include "ember/lm.h"
 #include "ember/runtime.h"
 #include "train/train_internal.h"
@@ -197,6 +198,11 @@ static int check_options(const em_model *m, const em_text *train, const em_text 
                         "eval_every %lld, eval_bytes %lld >= 0",
                         (long long)o->seq_len, (long long)t->batch_size, t->epochs, (long long)o->steps,
                         (long long)o->eval_every, (long long)o->eval_bytes);
+    em_gpt_config gpt;
+    if (em_model_is_gpt(m) && em_model_gpt_config(m, &gpt) == EM_OK && o->seq_len > gpt.context)
+        return em_error("train: windows of %lld tokens are longer than the model's context of %lld positions (a "
+                        "gpt has a learned position for each): use a sequence length of at most %lld",
+                        (long long)o->seq_len, (long long)gpt.context, (long long)gpt.context);
     if (t->validation || t->val_split != 0.0)
         return em_error("train: text is split with em_text_split, not with a validation dataset or val_split");
     if (t->checkpoint_path || t->resume_path || t->checkpoint_every > 0)
