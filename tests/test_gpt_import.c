@@ -171,8 +171,49 @@ static void test_hugging_face_file(void)
     em_model_free(m);
 }
 
+typedef struct collected {
+    int32_t ids[16];
+    int n;
+} collected;
+
+static int collect(void *user, int32_t token)
+{
+    collected *c = user;
+    c->ids[c->n++] = token;
+    return c->n == 16;
+}
+
+/* Temperature 0 through the key/value cache: the reference's greedy continuation. */
+static void test_greedy_generation(void)
+{
+    em_model *m = em_gpt_load(test_path("tests/fixtures/gpt2_tiny/model.safetensors"), 0, 1);
+    CHECK_MSG(m != NULL, "%s", ember_last_error());
+    em_st_file *f = test_fixture("gpt2_tiny");
+    em_tensor *prompt_f = test_fixture_tensor(f, "greedy.prompt"), *want = test_fixture_tensor(f, "greedy.ids");
+    int32_t prompt[16], expected[16];
+    const int64_t n_prompt = prompt_f->numel, n_want = want->numel;
+    for (int64_t i = 0; i < n_prompt; i++)
+        prompt[i] = (int32_t)prompt_f->data[i];
+    for (int64_t i = 0; i < n_want; i++) /* the step arena is reset by generation */
+        expected[i] = (int32_t)want->data[i];
+    em_sample_opts o = em_sample_defaults();
+    o.temperature = 0.0f;
+    collected got = {{0}, 0};
+    CHECK_MSG(m && em_generate(m, prompt, n_prompt, n_want, &o, collect, &got) == EM_OK, "%s",
+              ember_last_error());
+    bool same = got.n == n_want;
+    for (int i = 0; same && i < got.n; i++)
+        same = got.ids[i] == expected[i];
+    CHECK_MSG(same, "greedy continuation differs (%d tokens)", got.n);
+    for (int i = 0; !same && i < got.n; i++)
+        fprintf(stderr, " %d", (int)got.ids[i]);
+    em_st_close(f);
+    em_model_free(m);
+}
+
 int main(void)
 {
     test_hugging_face_file();
+    test_greedy_generation();
     return test_finish();
 }
