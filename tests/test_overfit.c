@@ -126,7 +126,7 @@ static void test_overfitting_seen_and_stopped(const noisy *data)
     CHECK(d.best_epoch >= 2 && d.best_epoch < epochs - 5);
     CHECK(last->val_loss > 1.2 * best->val_loss && last->train_loss < 0.8 * best->train_loss);
     CHECK(last->train_accuracy > last->val_accuracy + 0.1);
-    CHECK(d.stop_epoch == d.best_epoch + 5);
+    CHECK(d.stop_epoch == d.best_epoch + 5 && d.stop_keep_epoch == d.best_epoch);
     CHECK(strstr(d.verdict, "overfitting: validation loss rose from") != NULL);
     CHECK(d.steps_to_target > 0);
     /* The validation set is 40% of the 400 examples; the rest trained. */
@@ -279,12 +279,26 @@ static void test_diagnosis_cases(void)
     /* A second epoch above the best: overfitting, and patience 2 stops after epoch 5. */
     add_epoch(&h, 0.4, 0.76);
     em_history_diagnose(&h, 2, 0.0, 0.5, 5, &d);
-    CHECK(d.overfitting && d.best_epoch == 3 && d.stop_epoch == 5);
+    CHECK(d.overfitting && d.best_epoch == 3 && d.stop_epoch == 5 && d.stop_keep_epoch == 3);
     CHECK(strstr(d.verdict, "would stop after epoch 5 and keep epoch 3") != NULL);
     CHECK_NEAR(d.loss_gap, 0.36, 1e-12);
     /* min_delta: a decrease smaller than it is no improvement. */
     em_history_diagnose(&h, 2, 0.45, 0.5, 5, &d);
     CHECK(d.best_epoch == 1 && d.stop_epoch == 3);
+    em_history_free(&h);
+    /* A dip, a plateau long enough to stop, then a better epoch: early stopping would
+     * have stopped at the plateau and kept the epoch before it. */
+    em_history_init(&h);
+    add_epoch(&h, 1.0, 0.9);
+    add_epoch(&h, 0.9, 0.8);
+    add_epoch(&h, 0.8, 0.82);
+    add_epoch(&h, 0.7, 0.83);
+    add_epoch(&h, 0.6, 0.70);
+    add_epoch(&h, 0.5, 0.75);
+    add_epoch(&h, 0.4, 0.80);
+    em_history_diagnose(&h, 2, 0.0, 0.5, 5, &d);
+    CHECK(d.stop_epoch == 4 && d.stop_keep_epoch == 2 && d.best_epoch == 5 && d.overfitting);
+    CHECK(strstr(d.verdict, "would stop after epoch 4 and keep epoch 2, missing the later best") != NULL);
     em_history_free(&h);
     /* Flat: no rise beyond 2%. */
     em_history_init(&h);

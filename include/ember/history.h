@@ -74,10 +74,12 @@ typedef struct em_diagnosis {
      * max(min_delta, 2% of the best) while the training loss kept falling, over two
      * epochs or more (or by more than 10% in one). */
     bool overfitting;
-    /* Early stopping with this patience would stop after stop_epoch and restore
-     * best_epoch's weights (0: it would not stop within the run). */
+    /* Early stopping with this patience would stop after stop_epoch (0: it would not
+     * stop within the run) and restore stop_keep_epoch's weights, the best until then
+     * (a later epoch of the full run may have been better still). */
     int patience;
     int stop_epoch;
+    int stop_keep_epoch;
     /* The first step at which the mean of the last `window` batch losses was at or
      * below the target (-1: never). */
     double target_loss;

@@ -116,8 +116,10 @@ void em_history_diagnose(const em_train_history *h, int patience, double min_del
             since_best = 0;
         } else if (d->best_epoch) {
             since_best++;
-            if (since_best >= d->patience && !d->stop_epoch)
+            if (since_best >= d->patience && !d->stop_epoch) {
                 d->stop_epoch = e[i].epoch;
+                d->stop_keep_epoch = d->best_epoch;
+            }
         }
         if (isfinite(e[i].val_accuracy) && e[i].val_accuracy > best_acc) {
             best_acc = e[i].val_accuracy;
@@ -149,9 +151,14 @@ void em_history_diagnose(const em_train_history *h, int patience, double min_del
     /* One epoch of rise may be noise; two or more, or a large one, is a trend. */
     d->overfitting = rose && (last->epoch - d->best_epoch >= 2 || rise > 0.1 * fabs(at_best->val_loss));
     char stop[160] = "";
-    if (d->stop_epoch)
+    if (d->stop_epoch && d->stop_keep_epoch == d->best_epoch)
         snprintf(stop, sizeof stop, "; early stopping (patience %d) would stop after epoch %d and keep epoch %d",
                  d->patience, d->stop_epoch, d->best_epoch);
+    else if (d->stop_epoch)
+        snprintf(stop, sizeof stop,
+                 "; early stopping (patience %d) would stop after epoch %d and keep epoch %d, missing the later "
+                 "best",
+                 d->patience, d->stop_epoch, d->stop_keep_epoch);
     else if (d->best_epoch > 0 && d->best_epoch < last->epoch)
         snprintf(stop, sizeof stop,
                  "; early stopping (patience %d) would not have stopped yet (%d epoch%s without improvement)",
