@@ -334,7 +334,12 @@ static void curve_panel(cairo_t *cr, em_panel p, const em_comparison *c, bool tr
     p.y1 = isfinite(hi) ? fmin(100.0, hi + span * 0.15) : 100.0;
     em_plot_axes(cr, &p, "training examples (log scale)", training ? "training accuracy (last epoch)" : "test accuracy",
                  training ? "Training accuracy against training-set size" : "Test accuracy against training-set size");
-    /* One line per model, in the order models first appear. */
+    /* One line per model, in the order models first appear; the test accuracies are
+     * written above their points, pushed apart where several share a size. */
+    struct {
+        double x, y, value;
+    } labels[64];
+    int n_labels = 0;
     int color = 0;
     em_legend_item items[16];
     int n_items = 0;
@@ -359,17 +364,41 @@ static void curve_panel(cairo_t *cr, em_panel p, const em_comparison *c, bool tr
         em_rgb col = em_plot_palette(color);
         em_plot_line(cr, &p, x, y, n, col, 1.0, 2.4, false);
         em_plot_markers(cr, &p, x, y, n, col, 5.0);
-        if (!training)
-            for (int k = 0; k < n; k++)
-                if (isfinite(y[k])) {
-                    char label[32];
-                    snprintf(label, sizeof label, "%.1f%%", y[k]);
-                    em_plot_font(cr, 11, true);
-                    em_plot_text_halo(cr, em_plot_x(&p, x[k]), em_plot_y(&p, y[k]) - 9, 0.5, 1.0, label);
-                }
+        for (int k = 0; !training && k < n && n_labels < 64; k++)
+            if (isfinite(y[k])) {
+                labels[n_labels].x = em_plot_x(&p, x[k]);
+                labels[n_labels].y = em_plot_y(&p, y[k]);
+                labels[n_labels].value = y[k];
+                n_labels++;
+            }
         if (n_items < 16)
             items[n_items++] = (em_legend_item){c->runs[i].model, col, 1.0, 2.4, true, false};
         color++;
+    }
+    for (int a = 0; a < n_labels; a++) /* by size, then from the top */
+        for (int b = a + 1; b < n_labels; b++)
+            if (labels[b].x < labels[a].x - 1 || (fabs(labels[b].x - labels[a].x) <= 1 && labels[b].y < labels[a].y)) {
+                double tx = labels[a].x, ty = labels[a].y, tv = labels[a].value;
+                labels[a] = labels[b];
+                labels[b].x = tx, labels[b].y = ty, labels[b].value = tv;
+            }
+    em_plot_font(cr, 11, true);
+    double previous_x = -1e9, previous_bottom = -1e9;
+    for (int k = 0; k < n_labels; k++) {
+        double bottom = labels[k].y - 8; /* the label's baseline, above the point */
+        if (fabs(labels[k].x - previous_x) <= 1 && bottom < previous_bottom + 13)
+            bottom = previous_bottom + 13;
+        char text[32];
+        snprintf(text, sizeof text, "%.1f%%", labels[k].value);
+        /* Pushed down past its own point: write it to the right instead. */
+        double lx = labels[k].x, ax = 0.5;
+        if (bottom > labels[k].y - 4) {
+            lx += 8;
+            ax = 0.0;
+        }
+        em_plot_text_halo(cr, lx, bottom, ax, 1.0, text);
+        previous_x = labels[k].x;
+        previous_bottom = bottom;
     }
     em_plot_legend(cr, &p, items, n_items, EM_LEGEND_BEST);
 }
