@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /* Every tensor's size is a product of numbers in the text: bounding their product
      * keeps each model small (the library's own cap, 2^28 elements, is for users). */
-    double product = 1;
+    double product = 1, largest = 0;
     for (size_t i = 0; i < size;) {
         if (data[i] < '0' || data[i] > '9') {
             i++;
@@ -55,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (i < size && data[i] >= '0' && data[i] <= '9')
             v = v * 10 + (data[i++] - '0');
         product *= v > 1 ? v : 1;
+        largest = v > largest ? v : largest;
     }
     if (product > 1e7)
         return 0;
@@ -73,7 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!again || em_model_param_count(again) != em_model_param_count(m))
             abort();
         em_model_free(again);
-        fuzz_model_run(m);
+        /* Activations grow with padding squared, which the product does not bound: run
+         * only models whose every number is small. */
+        if (product <= 1e5 && largest <= 64)
+            fuzz_model_run(m);
         em_model_free(m);
     }
     free(text);
