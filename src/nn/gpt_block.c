@@ -9,14 +9,6 @@
 #include "ember/transformer_ops.h"
 #include "nn/gpt_internal.h"
 
-em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act)
-{
-    /* em_linear reads W [out, in] through any BLAS-readable view, so the transposed view
-     * of the stored [in, out] costs no copy; its gradient is folded back by the
-     * transpose's backward. */
-    return em_linear(x, em_transpose(w, 0, 1), bias, act, 0.0f);
-}
-
 em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, int64_t steps, int heads,
                              float dropout, em_rng *rng, em_kv_cache *cache)
 {
@@ -26,19 +18,19 @@ em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, in
     const bool drop = dropout > 0.0f && rng;
 
     em_tensor *a = em_layer_norm(x, b->ln_1_w, b->ln_1_b, GPT_LN_EPS);
-    em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE);
+    em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE, NULL);
     qkv = em_reshape(qkv, 3, (int64_t[]){batch, steps, 3 * width});
     em_tensor *att = cache ? em_kv_cache_step_qkv(cache, qkv) : em_causal_attention_qkv(qkv, heads);
     att = em_reshape(att, 2, (int64_t[]){batch * steps, width});
-    em_tensor *y = gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE);
+    /* without dropout the residual add is the projection's own starting value */
     if (drop)
-        y = em_dropout(y, dropout, true, rng);
-    x = em_add(x, y);
+        x = em_add(x, em_dropout(gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, NULL), dropout, true, rng));
+    else
+        x = gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, x);
 
     em_tensor *m = em_layer_norm(x, b->ln_2_w, b->ln_2_b, GPT_LN_EPS);
-    em_tensor *h = gpt_conv1d(m, b->fc_w, b->fc_b, EM_ACT_GELU_TANH);
-    em_tensor *z = gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE);
+    em_tensor *h = gpt_conv1d(m, b->fc_w, b->fc_b, EM_ACT_GELU_TANH, NULL);
     if (drop)
-        z = em_dropout(z, dropout, true, rng);
-    return em_add(x, z);
+        return em_add(x, em_dropout(gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, NULL), dropout, true, rng));
+    return gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, x);
 }

@@ -44,7 +44,8 @@ em_tensor *gpt_logits(const gpt_layer *g, em_tensor *h);
 em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, int64_t steps, int heads,
                              float dropout, em_rng *rng, em_kv_cache *cache);
 
-/* y = act(x · w + bias) with a Conv1D weight w [in, out] (GPT-2's layout). */
-em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act);
+/* y = act(x · w + bias) + residual for x [rows, in] and a Conv1D weight w [in, out]
+ * (GPT-2's layout); bias and residual [rows, out] may be NULL (src/nn/gpt_conv1d.c). */
+em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act, em_tensor *residual);
 
 #endif

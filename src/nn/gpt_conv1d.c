@@ -1,0 +1,135 @@
+/* GPT-2's Conv1D as one differentiable op: y = act(x · W + b) (+ residual), with W stored
+ * [in, out] as GPT-2's files store it.
+ *
+ * em_linear could run it through a transposed view of W, but then backward writes the
+ * weight gradient into the view's own buffer (zeroed, then transposed into W's) and the
+ * residual add is a pass of its own each way. Here the weight gradient goes straight
+ * into W's (one GEMM, beta 1) and the residual stream is the GEMM's starting value,
+ * which saves a pass over [rows, out] in forward and the add's node in backward. */
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <string.h>
+
+#include "ember/error.h"
+#include "nn/gpt_internal.h"
+
+/* Elementwise passes below this many elements stay on one thread. */
+#define PARALLEL_MIN_ELEMENTS 32768
+
+typedef struct conv1d_saved {
+    int64_t rows, in, out;
+    em_activation act;
+    const float *pre; /* pre-activation (GELU needs it), NULL without an activation */
+} conv1d_saved;
+
+/* Columns [c0, c1) of this thread, in whole cache lines. */
+static void thread_cols(int64_t cols, int64_t *c0, int64_t *c1)
+{
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t blocks = (cols + 15) / 16;
+    *c0 = blocks * t / nt * 16;
+    *c1 = blocks * (t + 1) / nt * 16;
+    *c0 = *c0 < cols ? *c0 : cols;
+    *c1 = *c1 < cols ? *c1 : cols;
+}
+
+static void conv1d_backward(em_node *node)
+{
+    const conv1d_saved *s = node->saved;
+    em_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2], *res = node->in[3], *y = node->out;
+    const int64_t rows = s->rows, in = s->in, out = s->out;
+    const float *g = y->grad;
+    if (res && res->requires_grad) {
+        float *dr = res->grad;
+#pragma omp parallel for schedule(static) if (rows * out >= PARALLEL_MIN_ELEMENTS)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < out; j++)
+                dr[r * out + j] += g[r * out + j];
+    }
+    if (s->act != EM_ACT_NONE) {
+        /* the gradient at the GEMM's output: dY · act'(pre) */
+        float *ga = em_arena_calloc(em_step_arena(), (size_t)(rows * out), sizeof(float));
+        if (!ga)
+            return;
+        em_activation_backward(s->act, 0.0f, s->pre, y->data, y->grad, ga, rows * out);
+        g = ga;
+    }
+    if (b && b->requires_grad) {
+        float *db = b->grad;
+#pragma omp parallel if (rows * out >= PARALLEL_MIN_ELEMENTS)
+        {
+            int64_t c0, c1;
+            thread_cols(out, &c0, &c1);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = c0; j < c1; j++)
+                    db[j] += g[r * out + j];
+        }
+    }
+    if (w->requires_grad) /* dW [in, out] += xᵀ g */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)out, (int)rows, 1.0f, x->data, (int)in, g,
+                    (int)out, 1.0f, w->grad, (int)out);
+    if (x->requires_grad) /* dX [rows, in] += g Wᵀ */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)in, (int)out, 1.0f, g, (int)out, w->data,
+                    (int)out, 1.0f, x->grad, (int)in);
+}
+
+em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act, em_tensor *residual)
+{
+    if (!x || !w)
+        return NULL;
+    if (w->ndim != 2 || x->ndim != 2 || x->shape[1] != w->shape[0] || !em_is_contiguous(w) ||
+        (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[1] || !em_is_contiguous(bias))))
+        return em_error("conv1d: input %s, weight %s [in, out] and bias %s do not fit", em_shape_str(x), em_shape_str(w),
+                        bias ? em_shape_str(bias) : "(none)"),
+               NULL;
+    const int64_t rows = x->shape[0], in = w->shape[0], out = w->shape[1];
+    if (rows > INT_MAX || in > INT_MAX || out > INT_MAX)
+        return em_error("conv1d: %s x %s exceeds BLAS's 32-bit range", em_shape_str(x), em_shape_str(w)), NULL;
+    if (residual && (residual->ndim != 2 || residual->shape[0] != rows || residual->shape[1] != out))
+        return em_error("conv1d: residual %s does not fit the output [%lld, %lld]", em_shape_str(residual),
+                        (long long)rows, (long long)out),
+               NULL;
+    const bool has_residual = residual != NULL;
+    x = em_contiguous(x);
+    if (has_residual)
+        residual = em_contiguous(residual);
+    em_tensor *y = x && (residual || !has_residual) ? em_tensor_empty(NULL, 2, (int64_t[]){rows, out}) : NULL;
+    if (!y)
+        return NULL;
+    const bool recording = em_grad_enabled() && (x->requires_grad || w->requires_grad ||
+                                                (bias && bias->requires_grad) || (residual && residual->requires_grad));
+    float *pre = y->data;
+    if (act != EM_ACT_NONE && recording && !(pre = em_arena_alloc(em_step_arena(), (size_t)(rows * out) * sizeof(float))))
+        return NULL;
+
+    /* the GEMM adds onto the residual and bias (or starts from zero) */
+    const float *r = residual ? residual->data : NULL, *bd = bias ? bias->data : NULL;
+    if (r || bd) {
+#pragma omp parallel for schedule(static) if (rows * out >= PARALLEL_MIN_ELEMENTS)
+        for (int64_t i = 0; i < rows; i++) {
+            float *dst = pre + i * out;
+            if (r && bd)
+                for (int64_t j = 0; j < out; j++)
+                    dst[j] = r[i * out + j] + bd[j];
+            else if (r)
+                memcpy(dst, r + i * out, (size_t)out * sizeof(float));
+            else
+                memcpy(dst, bd, (size_t)out * sizeof(float));
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)out, (int)in, 1.0f, x->data, (int)in,
+                w->data, (int)out, r || bd ? 1.0f : 0.0f, pre, (int)out);
+    if (act != EM_ACT_NONE)
+        em_activation_forward(act, 0.0f, pre, y->data, rows * out);
+
+    em_node *node = em_record("conv1d", y, 4, (em_tensor *[]){x, w, bias, residual}, conv1d_backward);
+    if (node) {
+        conv1d_saved *s = em_arena_alloc(em_step_arena(), sizeof *s);
+        if (!s)
+            return NULL;
+        *s = (conv1d_saved){rows, in, out, act, act != EM_ACT_NONE ? pre : NULL};
+        node->saved = s;
+    }
+    return y;
+}
