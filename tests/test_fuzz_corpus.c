@@ -25,6 +25,9 @@
 #define LLVMFuzzerTestOneInput fuzz_image_input
 #include "fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_bpe_input
+#include "fuzz/fuzz_bpe.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef struct fuzz_target {
     const char *name; /* the corpus folder */
@@ -37,6 +40,7 @@ static const fuzz_target targets[] = {
     {"idx", fuzz_idx_input},
     {"csv", fuzz_csv_input},
     {"image", fuzz_image_input},
+    {"bpe", fuzz_bpe_input},
 };
 
 static uint8_t *read_file(const char *path, size_t *size)

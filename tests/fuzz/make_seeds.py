@@ -160,12 +160,38 @@ def image_seeds():
     put("image", "p7", "P7\nWIDTH 2\n")
 
 
+def bpe_pair(merges, vocab):
+    """The bpe target's input: 2-byte merges length, merges.txt, vocab.json."""
+    return struct.pack("<H", len(merges)) + merges + vocab
+
+
+def bpe_seeds():
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    folder = os.path.join(here, "tests", "fixtures", "gpt2_tiny")
+    with open(os.path.join(folder, "merges.txt"), "rb") as f:
+        merges = f.read()
+    with open(os.path.join(folder, "vocab.json"), "rb") as f:
+        vocab = f.read()
+    put("bpe", "tiny", bpe_pair(merges, vocab))
+    put("bpe", "no-merges", bpe_pair(b"#version: 0.2\n", vocab))
+    put("bpe", "merge-unknown-symbol", bpe_pair(merges + b"zz qq\n", vocab))
+    put("bpe", "merge-one-symbol", bpe_pair(merges + b"abc\n", vocab))
+    table = json.loads(vocab)
+    missing = dict(table)
+    del missing["a"]
+    put("bpe", "vocab-missing-byte", bpe_pair(merges, json.dumps(missing).encode()))
+    put("bpe", "vocab-not-object", bpe_pair(merges, b"[1, 2, 3]"))
+    put("bpe", "vocab-bad-id", bpe_pair(merges, vocab.replace(b'"!": 0', b'"!": -7')))
+    put("bpe", "vocab-truncated", bpe_pair(merges, vocab[: len(vocab) // 2]))
+
+
 def main():
     image_seeds()
     safetensors_seeds()
     idx_seeds()
     csv_seeds()
     model_seeds()
+    bpe_seeds()
     return 0
 
 
