@@ -11,6 +11,7 @@ if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
     exit 2
 fi
 case $EMBER in /*) ;; *) EMBER=$(pwd)/$EMBER ;; esac
+GPT2_TINY=$(cd "$(dirname "$0")" && pwd)/fixtures/gpt2_tiny
 TMP=$(mktemp -d) || exit 2
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
@@ -191,6 +192,29 @@ printf 'P5\n99999999 99999999\n255\n' >huge.pgm
 bad "huge size in the header" 1 "huge.pgm: the width at byte 3 exceeds 65535" predict image.ember --weights image.safetensors huge.pgm
 printf 'P7\nWIDTH 2\n' >p7.pam
 bad "unsupported format" 1 "netpbm format P7 is not supported" predict image.ember --weights image.safetensors p7.pam
+
+section="tokenizer (generate)"
+# A tiny language model with room for the miniature GPT-2 tokenizer's 297 tokens.
+i=0
+while [ $i -lt 20 ]; do echo "the quick brown fox $i"; i=$((i + 1)); done >fox.txt
+printf 'input 8\ngpt vocab=320 context=8 layers=1 heads=1 width=8\n' >lm.ember
+"$EMBER" train lm.ember --data text:fox.txt --seq-len 8 --batch 2 --steps 1 --progress quiet \
+    --save lm.safetensors --no-log >/dev/null 2>&1
+mkdir tok
+cp "$GPT2_TINY/merges.txt" tok/merges.txt
+printf '{\n  "a": 0,\n  "b": x\n}\n' >tok/vocab.json
+bad "invalid JSON vocabulary" 1 "tok/vocab.json:3:8: not valid JSON" generate --weights lm.safetensors --tokenizer tok --tokens 3
+echo '[1, 2]' >tok/vocab.json
+bad "vocabulary not an object" 1 "tok/vocab.json: expected an object of \"token\": id pairs, got an array" generate --weights lm.safetensors --tokenizer tok --tokens 3
+sed 's/"a": [0-9]*, //' "$GPT2_TINY/vocab.json" >tok/vocab.json
+bad "a byte without its token" 1 "tok/vocab.json: no token for byte 0x61" generate --weights lm.safetensors --tokenizer tok --tokens 3
+cp "$GPT2_TINY/vocab.json" tok/vocab.json
+printf '#version: 0.2\nh e\nthe\n' >tok/merges.txt
+bad "merge line without two symbols" 1 "tok/merges.txt:3: expected two symbols separated by one space" generate --weights lm.safetensors --tokenizer tok --tokens 3
+printf '#version: 0.2\nh e\nzz qq\n' >tok/merges.txt
+bad "merge of unknown symbols" 1 "tok/merges.txt:3: the symbol \"zz\" is not in the vocabulary" generate --weights lm.safetensors --tokenizer tok --tokens 3
+rm tok/merges.txt
+bad "missing merges.txt" 1 "tok/merges.txt: No such file or directory" generate --weights lm.safetensors --tokenizer tok --tokens 3
 
 section="training"
 # Values near the float limit: the first update is finite, the next forward overflows.
