@@ -15,6 +15,8 @@ import os
 import platform
 import sys
 
+import report_gpt
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOMINAL_PEAK = 234.0  # GFLOP/s: 2 cores x 32 flop/cycle x 3.67 GHz (BASELINE.md)
 
@@ -175,7 +177,8 @@ def render_generic(rec):
                                                 indent=1), "```"]
 
 
-RENDERERS = {"w1": render_w1, "w6": render_w6}
+RENDERERS = {"w1": render_w1, "w6": render_w6,
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_gpt.RENDERERS.items()}}
 
 
 def render(args):

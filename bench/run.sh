@@ -7,6 +7,9 @@
 # Environment: BUILD (build directory, default ./build), PYTHON (default /usr/bin/python3),
 #              REPEAT (runs per side and set-up for the training workloads, default 2),
 #              W6_SECONDS (timing per matrix size and side, default 1),
+#              W2_STEPS (W2: train this many steps instead of the epoch, for quick checks;
+#              default 0: the whole epoch), W7_STEPS (the same for W7, which then skips
+#              the test pass), W8_RUNS (timed runs of ember in W8, default 50),
 #              RESULTS (output file, default bench/RESULTS.md).
 set -eu
 
@@ -15,11 +18,16 @@ BUILD=${BUILD:-$ROOT/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${REPEAT:-2}
 W6_SECONDS=${W6_SECONDS:-1}
+W2_STEPS=${W2_STEPS:-0}
+W7_STEPS=${W7_STEPS:-0}
+W8_RUNS=${W8_RUNS:-50}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 OUT=$BUILD/bench-results
 COMMAND="bench/run.sh${*:+ $*}"
 
-# workload id -> ember program and PyTorch script
+# workload id -> ember program (bench/<name>.c) or a driver of whole processes of both
+# sides (bench/<name>.py: W7 and W8 measure the ember command-line tool and a PyTorch
+# script with /usr/bin/time and hyperfine)
 program_of() {
     case $1 in
     w1) echo w1_mlp ;; w2) echo w2_cnn ;; w3) echo w3_lstm ;; w4) echo w4_gpt ;;
@@ -31,7 +39,9 @@ program_of() {
 if [ $# -eq 0 ]; then
     set --
     for w in w1 w2 w3 w4 w5 w6 w7 w8; do
-        if [ -f "$ROOT/bench/$(program_of $w).c" ]; then set -- "$@" $w; fi
+        if [ -f "$ROOT/bench/$(program_of $w).c" ] || [ -f "$ROOT/bench/$(program_of $w).py" ]; then
+            set -- "$@" $w
+        fi
     done
 fi
 for w in "$@"; do program_of "$w" >/dev/null; done
@@ -43,11 +53,14 @@ rm -f "$OUT"/*.json
 available=""
 for w in "$@"; do
     prog=$(program_of "$w")
-    if [ ! -f "$ROOT/bench/$prog.c" ]; then
+    target=$prog
+    if [ -f "$ROOT/bench/$prog.py" ]; then
+        target=ember_cli
+    elif [ ! -f "$ROOT/bench/$prog.c" ]; then
         echo "== $w: bench/$prog.c does not exist yet, skipped" >&2
         continue
     fi
-    if ! cmake --build "$BUILD" -j 2 --target "$prog" >"$OUT/build-$w.log" 2>&1; then
+    if ! cmake --build "$BUILD" -j 2 --target "$target" >"$OUT/build-$w.log" 2>&1; then
         echo "== $w: $prog does not build (see $OUT/build-$w.log), skipped" >&2
         continue
     fi
@@ -64,13 +77,22 @@ for w in $available; do
     load_before=$(load)
     echo "== $w: ember ($prog)" >&2
     case $w in
+    w2) # with the OpenMP runtime's default wait policy, then with PyTorch set-up (c)'s
+        "$BUILD/$prog" --repeat "$REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_ember.json"
+        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --steps "$W2_STEPS" \
+            --json "$OUT/${w}_ember_passive.json" ;;
     w6) "$BUILD/$prog" --seconds "$W6_SECONDS" --json "$OUT/${w}_ember.json" ;;
+    w7) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --steps "$W7_STEPS" --outdir "$OUT" ;;
+    w8) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --runs "$W8_RUNS" --outdir "$OUT" ;;
     *) "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json" ;;
     esac
     torch_script=$(ls "$ROOT"/bench/torch_"$w"_*.py 2>/dev/null | head -n 1)
-    if [ -n "$torch_script" ]; then
+    if [ -f "$ROOT/bench/$prog.py" ]; then
+        : # the driver measured PyTorch too
+    elif [ -n "$torch_script" ]; then
         echo "== $w: PyTorch ($(basename "$torch_script"), each thread set-up)" >&2
         case $w in
+        w2) "$PYTHON" "$torch_script" --repeat "$REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_torch.json" ;;
         w6) "$PYTHON" "$torch_script" --seconds "$W6_SECONDS" --json "$OUT/${w}_torch.json" ;;
         *) "$PYTHON" "$torch_script" --repeat "$REPEAT" --json "$OUT/${w}_torch.json" ;;
         esac
