@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 
-import report_gpt
+import report_cnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOMINAL_PEAK = 234.0  # GFLOP/s: 2 cores x 32 flop/cycle x 3.67 GHz (BASELINE.md)
@@ -62,6 +62,10 @@ def collect(args):
         "ember": read_json(os.path.join(args.outdir, f"{args.workload}_ember.json")),
         "torch": read_json(os.path.join(args.outdir, f"{args.workload}_torch.json")),
     }
+    # W2's ember side runs a second time with OMP_WAIT_POLICY=PASSIVE
+    passive = read_json(os.path.join(args.outdir, f"{args.workload}_ember_passive.json"))
+    if passive:
+        record["ember_passive"] = passive
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", f"{args.workload}.json")
     with open(path, "w") as f:
@@ -178,7 +182,22 @@ def render_generic(rec):
 
 
 RENDERERS = {"w1": render_w1, "w6": render_w6,
-             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_gpt.RENDERERS.items()}}
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_cnn.RENDERERS.items()}}
+
+
+def summary_table(records):
+    """One line per workload that has a summary: figure, both sides, ratio, target."""
+    rows = [(rec, report_cnn.summary_row(rec["workload"], rec)) for rec in records]
+    rows = [(rec, row) for rec, row in rows if row]
+    if not rows:
+        return []
+    out = ["| workload | figure | ember | PyTorch (fastest set-up) | ember is | target | met | command |",
+           "|---|---|---|---|---|---|---|---|"]
+    for rec, row in rows:
+        out.append(f"| {TITLES.get(rec['workload'], rec['workload'])} | {row['figure']} | {row['ember']} | "
+                   f"{row['torch']} | {row['ratio']:.2f}x better | {row['target']} | "
+                   f"{'yes' if row['met'] else 'no'} | `{rec['command']}` |")
+    return out + [""]
 
 
 def render(args):
@@ -193,6 +212,7 @@ def render(args):
              "four thread set-ups, compared at its fastest). Regenerate with `bench/run.sh [w1 w6 ...]`; "
              "each section states the command that produced it. The machine is shared and noisy: "
              "compare the two sides of one section, not figures across sections or days.", ""]
+    lines += summary_table(records)
     for rec in records:
         w = rec["workload"]
         lines += [f"## {TITLES.get(w, w)}", ""]
