@@ -28,6 +28,9 @@
 #define LLVMFuzzerTestOneInput fuzz_bpe_input
 #include "fuzz/fuzz_bpe.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_gpt_import_input
+#include "fuzz/fuzz_gpt_import.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef struct fuzz_target {
     const char *name; /* the corpus folder */
@@ -41,6 +44,7 @@ static const fuzz_target targets[] = {
     {"csv", fuzz_csv_input},
     {"image", fuzz_image_input},
     {"bpe", fuzz_bpe_input},
+    {"gpt_import", fuzz_gpt_import_input},
 };
 
 static uint8_t *read_file(const char *path, size_t *size)

@@ -185,6 +185,53 @@ def bpe_seeds():
     put("bpe", "vocab-truncated", bpe_pair(merges, vocab[: len(vocab) // 2]))
 
 
+def gpt_tensors(vocab=8, context=4, width=4, layers=1, prefix="", lm_head=False, mask=False):
+    """A miniature GPT-2 in Hugging Face's names and Conv1D layouts, seeded values."""
+    counter = [0]
+
+    def values(*shape):
+        n = 1
+        for d in shape:
+            n *= d
+        out = []
+        for _ in range(n):
+            counter[0] += 1
+            out.append(((counter[0] * 37) % 17 - 8) / 16.0)
+        return list(shape), f32(*out)
+
+    t = [("wte.weight", *values(vocab, width)), ("wpe.weight", *values(context, width))]
+    for i in range(layers):
+        h = "h.%d." % i
+        t += [(h + "ln_1.weight", *values(width)), (h + "ln_1.bias", *values(width)),
+              (h + "attn.c_attn.weight", *values(width, 3 * width)), (h + "attn.c_attn.bias", *values(3 * width)),
+              (h + "attn.c_proj.weight", *values(width, width)), (h + "attn.c_proj.bias", *values(width)),
+              (h + "ln_2.weight", *values(width)), (h + "ln_2.bias", *values(width)),
+              (h + "mlp.c_fc.weight", *values(width, 4 * width)), (h + "mlp.c_fc.bias", *values(4 * width)),
+              (h + "mlp.c_proj.weight", *values(4 * width, width)), (h + "mlp.c_proj.bias", *values(width))]
+        if mask:
+            t.append((h + "attn.bias", *values(1, 1, context, context)))
+    t += [("ln_f.weight", *values(width)), ("ln_f.bias", *values(width))]
+    t = [(prefix + name, "F32", shape, raw) for name, shape, raw in t]
+    if lm_head:
+        t.append(("lm_head.weight", "F32", *values(vocab, width)))
+    return t
+
+
+def gpt_seeds():
+    put("gpt_import", "tiny", safetensors(gpt_tensors()))
+    put("gpt_import", "prefix-mask-head", safetensors(gpt_tensors(prefix="transformer.", mask=True, lm_head=True)))
+    put("gpt_import", "two-layers-meta", safetensors(gpt_tensors(vocab=4, context=2, width=2, layers=2),
+                                                      {"ember.model": "input 2\ngpt vocab=4 context=2 layers=2 heads=2 width=2\n"}))
+    half = [(n, "F16", s, struct.pack("<%de" % (len(r) // 4), *struct.unpack("<%df" % (len(r) // 4), r)))
+            for n, _, s, r in gpt_tensors()]
+    put("gpt_import", "f16", safetensors(half))
+    put("gpt_import", "missing-ln-f", safetensors([t for t in gpt_tensors() if not t[0].startswith("ln_f")]))
+    put("gpt_import", "extra-tensor", safetensors(gpt_tensors() + [("extra", "F32", [1], f32(1))]))
+    bad = gpt_tensors()
+    bad[2] = (bad[2][0], "F32", [3], f32(1, 2, 3))
+    put("gpt_import", "wrong-shape", safetensors(bad))
+
+
 def main():
     image_seeds()
     safetensors_seeds()
@@ -192,6 +239,7 @@ def main():
     csv_seeds()
     model_seeds()
     bpe_seeds()
+    gpt_seeds()
     return 0
 
 
