@@ -233,6 +233,62 @@ static void test_carry_matches_one_forward(const char *kind_line)
     em_model_free(m);
 }
 
+/* The embedding folded into the first recurrent layer (vocabulary smaller than the batch's
+ * positions) gives what the embedding's own forward followed by the layer gives: one
+ * sequence (10 positions, vocabulary 13: not folded) and the same sequence twice (20:
+ * folded), with gradients summed over the rows. */
+static void test_folded_embedding(const char *kind_line)
+{
+    char text[256];
+    snprintf(text, sizeof text, "input 8\nembedding 13 4 padding_idx=3\n%s\nlinear 13\n", kind_line);
+    em_model *m = em_model_parse(text, kind_line, 5);
+    CHECK_MSG(m != NULL, "%s", ember_last_error());
+    if (!m)
+        return;
+    CHECK(em_model_layer_at(m, 0)->fused && em_model_layer_at(m, 0)->fused_into == 1);
+    int32_t ids[20] = {1, 3, 12, 0, 5, 3, 7, 7, 2, 11};
+    memcpy(ids + 10, ids, 10 * sizeof(int32_t));
+    int count;
+    const em_named_tensor *state = em_model_state(m, &count);
+    float single_out[10 * 13], *single_grads[16] = {NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t batch = pass + 1;
+        em_model_zero_grad(m);
+        em_tensor *y = em_forward_tokens(m, ids, batch, 10);
+        CHECK_MSG(y != NULL, "%s", ember_last_error());
+        if (!y)
+            break;
+        float w[20 * 13];
+        for (int i = 0; i < 20 * 13; i++)
+            w[i] = (float)((i % 130) * 7 % 13 - 6) * 0.05f;
+        CHECK(em_backward_with(y, w) == EM_OK);
+        em_tensor *dense = em_contiguous(y);
+        for (int row = 0; row < batch; row++) {
+            if (pass == 0)
+                memcpy(single_out, dense->data, sizeof single_out);
+            else
+                CHECK_MSG(test_max_violation(dense->data + row * 130, single_out, 130, 1e-6, 1e-5) <= 1.0,
+                          "%s: row %d of the folded forward", kind_line, row);
+        }
+        for (int i = 0; i < count && i < 16; i++) {
+            em_tensor *t = state[i].tensor;
+            if (pass == 0) {
+                single_grads[i] = malloc((size_t)t->numel * sizeof(float));
+                memcpy(single_grads[i], t->grad, (size_t)t->numel * sizeof(float));
+                for (int64_t j = 0; j < t->numel; j++)
+                    single_grads[i][j] *= 2.0f;
+            } else {
+                CHECK_MSG(test_max_violation(t->grad, single_grads[i], t->numel, 1e-5, 1e-4) <= 1.0, "%s: %s",
+                          kind_line, state[i].name);
+            }
+        }
+        em_step_end();
+    }
+    for (int i = 0; i < 16; i++)
+        free(single_grads[i]);
+    em_model_free(m);
+}
+
 static void test_lstm_description(void)
 {
     em_model *m = em_model_load(test_path("models/lstm.ember"), 1);
@@ -415,6 +471,9 @@ int main(void)
     test_carry_matches_one_forward("lstm 6 layers=2");
     test_carry_matches_one_forward("gru 5 batch_first=false");
     test_carry_matches_one_forward("rnn 5 layers=2 nonlinearity=relu");
+    test_folded_embedding("lstm 6 layers=2");
+    test_folded_embedding("gru 5 batch_first=false layers=2");
+    test_folded_embedding("rnn 5 nonlinearity=relu");
     test_gradchecks();
     test_round_trip_and_dropout();
     test_errors();

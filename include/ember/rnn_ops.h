@@ -68,6 +68,26 @@ em_tensor *em_lstm(em_tensor *x, const em_rnn_params *params, em_tensor *h0, em_
 em_tensor *em_gru(em_tensor *x, const em_rnn_params *params, em_tensor *h0, bool batch_first,
                   em_tensor **h_n);
 
+/* ---- token input: an embedding folded into the first layer -------------------------
+ * em_embedding followed by em_rnn / em_lstm / em_gru on its output, in one op: the same
+ * values and gradients (for the embedding weight too, none into its padding row), with
+ * the input projection W_ih·e computed once per vocabulary entry instead of once per
+ * position; worth it when the vocabulary has fewer entries than the batch has
+ * positions. ids are [batch, steps] row-major when batch_first, else [steps, batch]. */
+typedef struct em_token_input {
+    const int32_t *ids;
+    int64_t batch, steps;
+    em_tensor *embedding; /* [num_embeddings, embedding_dim] */
+    int64_t padding_idx;  /* a row that gets no gradient, or negative for none */
+} em_token_input;
+
+em_tensor *em_rnn_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                           em_activation nonlinearity, bool batch_first, em_tensor **h_n);
+em_tensor *em_lstm_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                            em_tensor *c0, bool batch_first, em_tensor **h_n, em_tensor **c_n);
+em_tensor *em_gru_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                           bool batch_first, em_tensor **h_n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,7 @@
 
 #include "ember/error.h"
 #include "ember/rnn_ops.h"
-#include "nn/layer.h"
+#include "nn/embedding_layer.h"
 
 #define MAX_VOCAB (INT64_C(1) << 24)
 
@@ -78,9 +78,8 @@ static int embedding_create(em_layer *l, em_rng *rng)
     return EM_OK;
 }
 
-static em_tensor *embedding_forward(em_layer *l, em_tensor *x, bool training)
+int32_t *em_embedding_layer_ids(const em_layer *l, em_tensor *x)
 {
-    (void)training;
     const embedding_config *c = l->config;
     if (x->ndim != 2)
         return NULL;
@@ -99,7 +98,22 @@ static em_tensor *embedding_forward(em_layer *l, em_tensor *x, bool training)
         }
         ids[i] = (int32_t)v;
     }
-    return em_embedding(ids, 2, x->shape, c->weight, padding_row(c));
+    return ids;
+}
+
+em_tensor *em_embedding_layer_weight(const em_layer *l, int64_t *padding_idx)
+{
+    const embedding_config *c = l->config;
+    *padding_idx = padding_row(c);
+    return c->weight;
+}
+
+static em_tensor *embedding_forward(em_layer *l, em_tensor *x, bool training)
+{
+    (void)training;
+    const embedding_config *c = l->config;
+    int32_t *ids = em_embedding_layer_ids(l, x);
+    return ids ? em_embedding(ids, 2, x->shape, c->weight, padding_row(c)) : NULL;
 }
 
 static void embedding_describe(const em_layer *l, char *buf, size_t size)
@@ -131,3 +145,5 @@ const em_layer_kind em_layer_embedding = {
     .example_input = embedding_example_input,
     .token_vocab = embedding_vocab,
 };
+
+bool em_layer_is_embedding(const em_layer *l) { return l && l->kind == &em_layer_embedding; }

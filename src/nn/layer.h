@@ -69,7 +69,8 @@ typedef struct em_layer {
     em_shape in, out;  /* per example */
     void *config;      /* kind->config_size bytes in the model arena */
     int64_t param_count;
-    bool fused;        /* computed by the previous layer's forward; skipped at run time */
+    bool fused;        /* computed by another layer's forward; skipped at run time */
+    int fused_into;    /* ... that layer's index */
 } em_layer;
 
 struct em_layer_kind {
@@ -105,6 +106,11 @@ struct em_layer_kind {
     /* A layer that can apply an activation in its own output pass (linear, conv) takes
      * it over and returns true; the activation layer is then skipped at run time. */
     bool (*absorb_activation)(em_layer *l, em_activation act, float param);
+    /* A layer that can do the previous layer's work in its own forward (a recurrent
+     * layer its embedding: the lookup folded into the input projection) takes it over
+     * and returns true; the previous layer is then skipped at run time, and this
+     * layer's forward gets that layer's input. */
+    bool (*absorb_previous)(em_layer *l, em_layer *prev);
     /* Fills a random input batch for a model starting with this layer when plain
      * N(0,1) values would be wrong (token ids for an embedding). */
     void (*example_input)(const em_layer *l, em_tensor *x, em_rng *rng);

@@ -192,8 +192,13 @@ int em_model_add_layer(em_model *m, const em_layer_kind *kind, const void *confi
     float param;
     em_layer *prev = index ? m->layers[index - 1] : NULL;
     if (prev && !prev->fused && kind->activation_of && prev->kind->absorb_activation &&
-        kind->activation_of(l, &act, &param))
+        kind->activation_of(l, &act, &param)) {
         l->fused = prev->kind->absorb_activation(prev, act, param);
+        l->fused_into = index - 1;
+    } else if (prev && !prev->fused && kind->absorb_previous && kind->absorb_previous(l, prev)) {
+        prev->fused = true;
+        prev->fused_into = index;
+    }
     return EM_OK;
 }
 

@@ -70,7 +70,7 @@ void em_model_summary(const em_model *m, FILE *out)
         const em_layer *l = em_model_layer_at(m, i);
         layer_line(l, options, sizeof options);
         if (l->fused)
-            em_text_append(options, sizeof options, "%s(fused into %d)", options[0] ? " " : "", l->index - 1);
+            em_text_append(options, sizeof options, "%s(fused into %d)", options[0] ? " " : "", l->fused_into);
         fprintf(out, "%-6d %-12s %-24s %-20s %12s\n", l->index, l->kind->name, options,
                 em_dims_str(l->out.ndim, l->out.dim), grouped(l->param_count, count, sizeof count));
     }

@@ -13,7 +13,13 @@
  * numbers, so PyTorch's flag may be written either way.
  *
  * The final states of the last forward are kept in the layer (model_carry.c), and the
- * next forward starts from them when carrying is on or when the caller set them. */
+ * next forward starts from them when carrying is on or when the caller set them.
+ *
+ * Right after an embedding (a language model's first layers), the layer takes the
+ * embedding over: its forward gets the token ids and, when the vocabulary has fewer
+ * entries than the batch has positions, runs the lookup and the first stacked layer as
+ * one op (em_lstm_embedded ...: the input projection once per token instead of once per
+ * position); otherwise it runs the embedding's own forward first. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -21,7 +27,7 @@
 #include "ember/cnn_ops.h"
 #include "ember/error.h"
 #include "ember/rnn_ops.h"
-#include "nn/layer.h"
+#include "nn/embedding_layer.h"
 
 #define MAX_LAYERS 16
 
@@ -34,6 +40,7 @@ typedef struct recurrent_config {
     float dropout;
     em_rnn_params params[MAX_LAYERS];
     em_layer_carry carry;
+    em_layer *embedding; /* the embedding this layer took over, or NULL */
 } recurrent_config;
 
 static int gate_count(const em_layer_kind *kind)
@@ -133,19 +140,25 @@ static int recurrent_create(em_layer *l, em_rng *rng)
     return EM_OK;
 }
 
-/* One stacked layer; x and the output in the layout `batch_first` says. */
-static em_tensor *run_layer(em_layer *l, em_tensor *x, int64_t k, bool batch_first)
+/* One stacked layer on x, or on token input; x, the ids and the output in the layout
+ * `batch_first` says. */
+static em_tensor *run_layer(em_layer *l, em_tensor *x, const em_token_input *tokens, int64_t k, bool batch_first)
 {
     recurrent_config *c = l->config;
     em_layer_carry *carry = &c->carry;
     em_tensor *h0 = em_carry_initial(carry, 0, k);
     em_tensor *h_n = NULL, *c_n = NULL, *y;
-    if (l->kind->variant == CELL_LSTM)
-        y = em_lstm(x, &c->params[k], h0, em_carry_initial(carry, 1, k), batch_first, &h_n, &c_n);
-    else if (l->kind->variant == CELL_GRU)
-        y = em_gru(x, &c->params[k], h0, batch_first, &h_n);
-    else
-        y = em_rnn(x, &c->params[k], h0, c->nonlinearity, batch_first, &h_n);
+    const em_rnn_params *p = &c->params[k];
+    if (l->kind->variant == CELL_LSTM) {
+        em_tensor *c0 = em_carry_initial(carry, 1, k);
+        y = tokens ? em_lstm_embedded(tokens, p, h0, c0, batch_first, &h_n, &c_n)
+                   : em_lstm(x, p, h0, c0, batch_first, &h_n, &c_n);
+    } else if (l->kind->variant == CELL_GRU) {
+        y = tokens ? em_gru_embedded(tokens, p, h0, batch_first, &h_n) : em_gru(x, p, h0, batch_first, &h_n);
+    } else {
+        y = tokens ? em_rnn_embedded(tokens, p, h0, c->nonlinearity, batch_first, &h_n)
+                   : em_rnn(x, p, h0, c->nonlinearity, batch_first, &h_n);
+    }
     if (!y)
         return NULL;
     em_carry_store(carry, 0, k, h_n);
@@ -154,23 +167,55 @@ static em_tensor *run_layer(em_layer *l, em_tensor *x, int64_t k, bool batch_fir
     return y;
 }
 
+
 static em_tensor *recurrent_forward(em_layer *l, em_tensor *x, bool training)
 {
     recurrent_config *c = l->config;
-    if (x->ndim != 3)
+    if (x->ndim != (c->embedding ? 2 : 3))
         return NULL;
+    /* Token ids in: the embedding folded into the first stacked layer when the
+     * vocabulary is the smaller, its own forward otherwise. */
+    em_token_input tokens = {NULL, x->shape[0], x->shape[1], NULL, -1};
+    em_tensor *seq = x;
+    if (c->embedding) {
+        tokens.embedding = em_embedding_layer_weight(c->embedding, &tokens.padding_idx);
+        bool fold = tokens.embedding->shape[0] < tokens.batch * tokens.steps;
+        if (fold)
+            tokens.ids = em_embedding_layer_ids(c->embedding, x);
+        else
+            seq = c->embedding->kind->forward(c->embedding, x, training);
+        if (fold ? !tokens.ids : !seq)
+            return NULL;
+    }
     if (em_carry_begin(l, &c->carry, x->shape[0]) < 0)
         return NULL;
     /* The stored states are overwritten layer by layer, after each has read its own. */
     const bool time_major = !c->batch_first;
-    em_tensor *seq = time_major ? em_contiguous(em_transpose(x, 0, 1)) : x;
-    for (int64_t k = 0; seq && k < c->num_layers; k++) {
-        seq = run_layer(l, seq, k, !time_major);
+    int64_t first = 0;
+    if (tokens.ids) {
+        seq = run_layer(l, NULL, &tokens, 0, true);
+        first = 1;
+        if (seq && c->num_layers > 1 && c->dropout > 0.0f)
+            seq = em_dropout(seq, c->dropout, training, em_model_rng(l->model));
+    }
+    if (seq && time_major && first < c->num_layers)
+        seq = em_contiguous(em_transpose(seq, 0, 1));
+    for (int64_t k = first; seq && k < c->num_layers; k++) {
+        seq = run_layer(l, seq, NULL, k, !time_major);
         if (seq && k + 1 < c->num_layers && c->dropout > 0.0f)
             seq = em_dropout(seq, c->dropout, training, em_model_rng(l->model));
     }
     em_carry_end(&c->carry);
-    return time_major && seq ? em_contiguous(em_transpose(seq, 0, 1)) : seq;
+    return seq && time_major && first < c->num_layers ? em_contiguous(em_transpose(seq, 0, 1)) : seq;
+}
+
+static bool recurrent_absorb_previous(em_layer *l, em_layer *prev)
+{
+    recurrent_config *c = l->config;
+    if (!em_layer_is_embedding(prev))
+        return false;
+    c->embedding = prev;
+    return true;
 }
 
 static void recurrent_describe(const em_layer *l, char *buf, size_t size)
@@ -198,6 +243,7 @@ static em_layer_carry *recurrent_carry(em_layer *l) { return &((recurrent_config
         .name = NAME, .usage = USAGE, .config_size = sizeof(recurrent_config), .variant = VARIANT,            \
         .parse = recurrent_parse, .infer = recurrent_infer, .create = recurrent_create,                       \
         .forward = recurrent_forward, .describe = recurrent_describe, .carry = recurrent_carry,               \
+        .absorb_previous = recurrent_absorb_previous,                                                          \
     }
 
 const em_layer_kind em_layer_rnn =

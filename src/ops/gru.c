@@ -4,6 +4,7 @@
  *   h_t = (1 - z) n + z h_{t-1},
  * with a = W_ih x_t + b_ih and q = W_hh h_{t-1} + b_hh. Forward keeps r, z, n in place of
  * a; q stays for backward, which needs q_n. */
+#include "ember/error.h"
 #include "ops/fastmath.h"
 #include "ops/rnn_cell.h"
 
@@ -81,5 +82,13 @@ static const rnn_cell gru_cell = {
 em_tensor *em_gru(em_tensor *x, const em_rnn_params *params, em_tensor *h0, bool batch_first,
                   em_tensor **h_n)
 {
-    return em_rnn_sequence(&gru_cell, x, params, h0, NULL, EM_ACT_NONE, batch_first, h_n, NULL);
+    return em_rnn_sequence(&gru_cell, x, NULL, params, h0, NULL, EM_ACT_NONE, batch_first, h_n, NULL);
+}
+
+em_tensor *em_gru_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                           bool batch_first, em_tensor **h_n)
+{
+    if (!tokens)
+        return em_error("gru: no token input given"), NULL;
+    return em_rnn_sequence(&gru_cell, NULL, tokens, params, h0, NULL, EM_ACT_NONE, batch_first, h_n, NULL);
 }

@@ -3,6 +3,7 @@
  * where a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh arrives from the driver. Forward keeps the
  * four activated gates in place of a; backward recomputes tanh(c_t), which is cheaper
  * than storing it. */
+#include "ember/error.h"
 #include "ops/fastmath.h"
 #include "ops/rnn_cell.h"
 
@@ -80,5 +81,13 @@ static const rnn_cell lstm_cell = {
 em_tensor *em_lstm(em_tensor *x, const em_rnn_params *params, em_tensor *h0, em_tensor *c0,
                    bool batch_first, em_tensor **h_n, em_tensor **c_n)
 {
-    return em_rnn_sequence(&lstm_cell, x, params, h0, c0, EM_ACT_NONE, batch_first, h_n, c_n);
+    return em_rnn_sequence(&lstm_cell, x, NULL, params, h0, c0, EM_ACT_NONE, batch_first, h_n, c_n);
+}
+
+em_tensor *em_lstm_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                            em_tensor *c0, bool batch_first, em_tensor **h_n, em_tensor **c_n)
+{
+    if (!tokens)
+        return em_error("lstm: no token input given"), NULL;
+    return em_rnn_sequence(&lstm_cell, NULL, tokens, params, h0, c0, EM_ACT_NONE, batch_first, h_n, c_n);
 }

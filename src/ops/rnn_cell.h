@@ -52,10 +52,11 @@ typedef struct rnn_cell {
     void (*backward)(const rnn_step *s);
 } rnn_cell;
 
-/* The whole op for one layer and one direction; em_rnn, em_lstm and em_gru check their
- * own arguments' presence and call this. c0 and c_n only for cells with a cell state. */
-em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_rnn_params *params,
-                           em_tensor *h0, em_tensor *c0, em_activation act, bool batch_first,
-                           em_tensor **h_n, em_tensor **c_n);
+/* The whole op for one layer and one direction, on x or (x NULL) on token input; em_rnn,
+ * em_lstm, em_gru and their _embedded forms check their own arguments' presence and
+ * call this. c0 and c_n only for cells with a cell state. */
+em_tensor *em_rnn_sequence(const rnn_cell *cell, em_tensor *x, const em_token_input *tokens,
+                           const em_rnn_params *params, em_tensor *h0, em_tensor *c0, em_activation act,
+                           bool batch_first, em_tensor **h_n, em_tensor **c_n);
 
 #endif

@@ -1,6 +1,7 @@
 /* The Elman RNN cell: h_t = act(a) with a = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh from the
  * driver, act tanh or relu. Both derivatives follow from h_t itself, so nothing else is
  * kept. */
+#include "ember/error.h"
 #include "ops/fastmath.h"
 #include "ops/rnn_cell.h"
 
@@ -47,5 +48,13 @@ static const rnn_cell elman_cell = {
 em_tensor *em_rnn(em_tensor *x, const em_rnn_params *params, em_tensor *h0,
                   em_activation nonlinearity, bool batch_first, em_tensor **h_n)
 {
-    return em_rnn_sequence(&elman_cell, x, params, h0, NULL, nonlinearity, batch_first, h_n, NULL);
+    return em_rnn_sequence(&elman_cell, x, NULL, params, h0, NULL, nonlinearity, batch_first, h_n, NULL);
+}
+
+em_tensor *em_rnn_embedded(const em_token_input *tokens, const em_rnn_params *params, em_tensor *h0,
+                           em_activation nonlinearity, bool batch_first, em_tensor **h_n)
+{
+    if (!tokens)
+        return em_error("rnn: no token input given"), NULL;
+    return em_rnn_sequence(&elman_cell, NULL, tokens, params, h0, NULL, nonlinearity, batch_first, h_n, NULL);
 }
