@@ -112,8 +112,6 @@ typedef struct run {
     em_loader *loader;
     em_metrics *metrics;
     em_progress progress;
-    float *step_loss;       /* every step's loss, for the plot */
-    double *epoch_train_loss, *epoch_test_loss, *epoch_accuracy;
     int64_t batches;
     int64_t steps;
     int epochs_run;
@@ -340,18 +338,7 @@ static int write_plot(run *r)
     snprintf(subtitle, sizeof subtitle, "model: %s   |   %lld training examples, %d epoch%s",
              model[0] ? model : "(unnamed)", (long long)r->train->count, r->epochs_run,
              r->epochs_run == 1 ? "" : "s");
-    em_plot_data d = {
-        .title = title,
-        .subtitle = subtitle,
-        .step_loss = r->step_loss,
-        .n_steps = r->steps,
-        .steps_per_epoch = r->batches,
-        .test_loss = r->epoch_test_loss,
-        .test_accuracy = r->epoch_accuracy,
-        .train_loss = r->epoch_train_loss,
-        .n_epochs = r->epochs_run,
-        .history = r->mon.history,
-    };
+    em_plot_data d = {.title = title, .subtitle = subtitle, .history = r->mon.history};
     return em_plot_training(r->o.plot_path, &d);
 }
 
@@ -381,8 +368,6 @@ static int train_epoch(run *r, int epoch, double *loss_sum_out, int64_t *items_o
             return em_error_prefix("epoch %d, step %lld: ", epoch, (long long)step);
         }
         float value = em_item(loss);
-        if (r->step_loss)
-            r->step_loss[r->steps] = value;
         if (!isfinite(value)) {
             em_monitor_diverged(&r->mon, step, epoch, value);
             r->steps++;
@@ -451,9 +436,6 @@ static int train_all(run *r, em_train_result *result)
         s.test_accuracy = NAN;
         if (r->test && em_evaluate(r->m, r->test, r->o.eval_batch_size, &s.test_loss, &s.test_accuracy) != EM_OK)
             return em_error_prefix("after epoch %d: ", epoch);
-        r->epoch_train_loss[epoch - 1] = s.train_loss;
-        r->epoch_test_loss[epoch - 1] = s.test_loss;
-        r->epoch_accuracy[epoch - 1] = s.test_accuracy;
         r->epochs_run = epoch;
         if (em_monitor_epoch_end(&r->mon, &s, r->steps) != EM_OK)
             return EM_ERR;
@@ -552,21 +534,8 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     r.batches = em_loader_batches(r.loader);
     if (r.o.resume_path && resume_from(&r, r.o.resume_path) != EM_OK)
         goto done;
-    /* Everything the loop records is allocated here, before the first step. */
-    r.epoch_train_loss = malloc((size_t)r.o.epochs * sizeof(double));
-    r.epoch_test_loss = malloc((size_t)r.o.epochs * sizeof(double));
-    r.epoch_accuracy = malloc((size_t)r.o.epochs * sizeof(double));
-    if (r.o.plot_path)
-        r.step_loss = malloc((size_t)(r.batches * r.o.epochs) * sizeof(float));
-    /* A resumed run has no figures for the steps and epochs before it. */
-    for (int64_t i = 0; r.step_loss && i < r.steps; i++)
-        r.step_loss[i] = NAN;
-    for (int e = 0; r.epoch_accuracy && e < r.first_epoch - 1 && e < r.o.epochs; e++)
-        r.epoch_train_loss[e] = r.epoch_test_loss[e] = r.epoch_accuracy[e] = NAN;
-    if (!r.epoch_train_loss || !r.epoch_test_loss || !r.epoch_accuracy || (r.o.plot_path && !r.step_loss)) {
-        em_error("train: out of memory for the metrics of %d epochs", r.o.epochs);
-        goto done;
-    }
+    /* Everything the loop records (the history in the monitor) is allocated here,
+     * before the first step; a resumed run's history starts where it resumes. */
     if (r.o.metrics_path && !(r.metrics = em_metrics_open(r.o.metrics_path)))
         goto done;
     if (em_monitor_start(&r.mon, m, r.opt, &r.o, val, r.metrics, r.batches, r.start) != EM_OK)
@@ -606,10 +575,6 @@ done:
     if (result)
         result->total_seconds = em_now() - r.start;
     em_metrics_close(r.metrics);
-    free(r.step_loss);
-    free(r.epoch_train_loss);
-    free(r.epoch_test_loss);
-    free(r.epoch_accuracy);
     em_loader_free(r.loader);
     em_optim_free(r.opt);
     free(r.frozen_pattern);

@@ -115,20 +115,11 @@ int em_monitor_epoch_end(em_monitor *mon, em_epoch_stats *s, int64_t steps);
 void em_monitor_finish(em_monitor *mon, em_train_result *result);
 void em_monitor_free(em_monitor *mon);
 
-/* ---- plot.c: PNG of the loss per step and the test accuracy per epoch --------------- */
+/* ---- plot.c: PNG of loss, accuracy, learning rate and gradient norm ---------------- */
 typedef struct em_plot_data {
     const char *title;
     const char *subtitle;
-    const float *step_loss;       /* n_steps batch losses */
-    int64_t n_steps;
-    int64_t steps_per_epoch;
-    const double *test_loss;      /* n_epochs (NaN when there is no test set) */
-    const double *test_accuracy;  /* n_epochs, in [0, 1] */
-    const double *train_loss;     /* n_epochs epoch means */
-    int n_epochs;
-    /* When set, the plot draws from the history instead (validation curves, learning
-     * rate and gradient norm panels). */
-    const em_train_history *history;
+    const em_train_history *history; /* what the plot draws */
 } em_plot_data;
 
 int em_plot_training(const char *path, const em_plot_data *d);

@@ -233,13 +233,7 @@ static int write_plot(lm_run *r)
     snprintf(title, sizeof title, "Language model: %s", setup);
     snprintf(subtitle, sizeof subtitle, "loss in nats per byte (bits = nats / 0.693); training text %s%s%s",
              r->train->source, r->val ? ", validation " : "", r->val ? r->val->source : "");
-    em_plot_data d = {
-        .title = title,
-        .subtitle = subtitle,
-        .n_steps = r->steps,
-        .steps_per_epoch = r->interval,
-        .history = r->mon.history,
-    };
+    em_plot_data d = {.title = title, .subtitle = subtitle, .history = r->mon.history};
     return em_plot_training(r->o.train.plot_path, &d);
 }
 
