@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const every_names[] = {"default", "epoch", "step", NULL};
-enum { EVERY_DEFAULT = 0, EVERY_EPOCH, EVERY_STEP };
+static const char *const every_names[] = {"auto", "epoch", "step", NULL};
+enum { EVERY_AUTO = 0, EVERY_EPOCH, EVERY_STEP };
 
 void cli_training_init(cli_training *t)
 {
@@ -69,8 +69,8 @@ int cli_regularisation_options(cli_training *t, args_option *out)
          "learning-rate schedule: constant, step, exponential, cosine (with --warmup), plateau", NULL, 0, 0,
          t->schedule_names, false},
         {"schedule-every", ARGS_CHOICE, "UNIT", &t->schedule_every,
-         "advance the schedule after every epoch or every step; 'default' is per step for cosine, per epoch for "
-         "the others", NULL,
+         "advance the schedule after every epoch or every step; auto: per step for cosine, per epoch for the "
+         "others", NULL,
          0, 0, every_names, false},
         {"step-size", ARGS_INT, "N", &t->step_size, "step schedule: epochs (or steps) between reductions", NULL, 1,
          1e12, NULL, false},
@@ -205,7 +205,7 @@ static int apply_schedule(cli_training *t, const args_spec *spec, em_train_opts 
     s.min_lr = t->min_lr;
     s.patience = (int)t->plateau_patience;
     s.factor = t->plateau_factor;
-    if (t->schedule_every != EVERY_DEFAULT)
+    if (t->schedule_every != EVERY_AUTO)
         s.per_step = t->schedule_every == EVERY_STEP;
     o->schedule = s;
     return -1;
