@@ -87,6 +87,8 @@ float em_rng_normal(em_rng *rng);              /* N(0, 1) */
 uint64_t em_rng_below(em_rng *rng, uint64_t n); /* [0, n), unbiased */
 void em_rng_shuffle(em_rng *rng, int64_t *items, int64_t n);
 
+/* Initialisers. A NULL rng leaves the values as they are: a model whose parameters are
+ * all about to be loaded skips drawing them. */
 void em_init_uniform(em_tensor *t, em_rng *rng, float lo, float hi);
 void em_init_normal(em_tensor *t, em_rng *rng, float mean, float std);
 /* fan_in/fan_out as PyTorch computes them for the weight's shape. */

@@ -18,6 +18,7 @@
 
 #include "ember/error.h"
 #include "ember/safetensors.h"
+#include "nn/layer.h"
 
 #define MODEL_KEY "ember.model"
 #define TRAIN_KEY "ember.train"
@@ -215,8 +216,9 @@ em_model *em_model_from_checkpoint(const char *path)
     }
     char source[512];
     snprintf(source, sizeof source, "%s (" MODEL_KEY ")", path);
-    /* Every parameter is overwritten by the load, so the initialisation seed is moot. */
-    em_model *m = em_model_parse(description, source, 0);
+    /* Every parameter and buffer is overwritten by the strict load: drawing initial
+     * values first would be wasted work. */
+    em_model *m = em_model_parse_uninitialised(description, source);
     if (!m || load_from(m, f, true, NULL) != EM_OK) {
         em_model_free(m);
         m = NULL;

@@ -92,7 +92,8 @@ struct em_layer_kind {
     /* Makes parameters and buffers with em_layer_param / em_layer_buffer, initialised
      * from rng in PyTorch's order (weight, then bias). Creation order is state_dict
      * order: parameters first, then buffers, as a PyTorch module lists them. NULL for
-     * parameter-free kinds. */
+     * parameter-free kinds. rng is NULL when the values are about to be loaded: the
+     * em_init_* functions then leave them, and nothing else may draw from it. */
     int (*create)(em_layer *l, em_rng *rng);
     /* x: [N, in...] -> [N, out...]. training: dropout active, batch statistics. */
     em_tensor *(*forward)(em_layer *l, em_tensor *x, bool training);
@@ -146,6 +147,13 @@ em_layer *em_model_layer_at(const em_model *m, int i);
 const em_shape *em_model_input(const em_model *m);
 /* Replaces the description text (a copy is kept). */
 int em_model_set_description(em_model *m, const char *text);
+/* While set, layers added to m leave their parameters at zero instead of drawing them
+ * (the model's generator is not advanced either). */
+void em_model_skip_init(em_model *m, bool skip);
+/* em_model_parse for a model whose every parameter and buffer is about to be
+ * overwritten (a strict load of a checkpoint): no initialisation, which for a small
+ * network is most of the work of starting up. Layers added later are initialised. */
+em_model *em_model_parse_uninitialised(const char *text, const char *source);
 /* The canonical description of the layers (src/nn/model_text.c); malloc'd. */
 char *em_model_generate_description(const em_model *m);
 

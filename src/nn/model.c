@@ -21,6 +21,7 @@ struct em_model {
     em_named_tensor *state;
     int n_state, cap_state;
     bool training;
+    bool skip_init; /* layers' parameters stay zero: every one is about to be loaded */
     em_rng rng;
     char *description;
 };
@@ -71,6 +72,11 @@ void em_model_free(em_model *m)
 }
 
 int em_model_layer_count(const em_model *m) { return m ? m->n_layers : 0; }
+
+void em_model_skip_init(em_model *m, bool skip)
+{
+    m->skip_init = skip;
+}
 
 em_layer *em_model_layer_at(const em_model *m, int i)
 {
@@ -174,7 +180,8 @@ int em_model_add_layer(em_model *m, const em_layer_kind *kind, const void *confi
     l->in = *last_shape(m);
 
     int state_before = m->n_state;
-    if (kind->infer(l, &l->in, &l->out) != EM_OK || (kind->create && kind->create(l, &m->rng) != EM_OK)) {
+    em_rng *init_rng = m->skip_init ? NULL : &m->rng;
+    if (kind->infer(l, &l->in, &l->out) != EM_OK || (kind->create && kind->create(l, init_rng) != EM_OK)) {
         m->n_state = state_before;
         return em_error_prefix("layer %d (%s): ", index, kind->name);
     }

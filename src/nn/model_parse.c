@@ -97,7 +97,7 @@ static int add_layer_line(em_model *m, char **words, int n_words)
     return status;
 }
 
-em_model *em_model_parse(const char *text, const char *source, uint64_t seed)
+static em_model *parse(const char *text, const char *source, uint64_t seed, bool initialise)
 {
     if (!source)
         source = "<description>";
@@ -138,6 +138,8 @@ em_model *em_model_parse(const char *text, const char *source, uint64_t seed)
             else if ((status = parse_input_shape(words, n_words, &input)) == EM_OK &&
                      !(m = em_model_new(input.ndim, input.dim, seed)))
                 status = EM_ERR;
+            if (m)
+                em_model_skip_init(m, !initialise);
         } else {
             status = add_layer_line(m, words, n_words);
         }
@@ -160,7 +162,18 @@ em_model *em_model_parse(const char *text, const char *source, uint64_t seed)
         em_model_free(m);
         return NULL;
     }
+    em_model_skip_init(m, false);
     return m;
+}
+
+em_model *em_model_parse(const char *text, const char *source, uint64_t seed)
+{
+    return parse(text, source, seed, true);
+}
+
+em_model *em_model_parse_uninitialised(const char *text, const char *source)
+{
+    return parse(text, source, 0, false);
 }
 
 em_model *em_model_load(const char *path, uint64_t seed)

@@ -11,6 +11,10 @@ typedef struct chunk {
     struct chunk *next;
     size_t capacity;
     size_t used;
+    /* Bytes from here on were never handed out: still zero, as calloc gave them (fresh
+     * pages from the system cost nothing until touched, so em_arena_calloc leaves them
+     * alone: a model's gradient buffers are never touched when it only predicts). */
+    size_t untouched;
     unsigned char *base; /* aligned start of the usable bytes */
 } chunk;
 
@@ -53,7 +57,7 @@ static chunk *chunk_new(em_arena *a, size_t min_bytes)
     size_t capacity = a->chunk_bytes > min_bytes ? a->chunk_bytes : min_bytes;
     if (capacity > SIZE_MAX - sizeof(chunk) - EM_ALIGN)
         return NULL;
-    chunk *c = malloc(sizeof(chunk) + capacity + EM_ALIGN);
+    chunk *c = calloc(1, sizeof(chunk) + capacity + EM_ALIGN);
     if (!c)
         return NULL;
     uintptr_t start = (uintptr_t)(c + 1);
@@ -61,6 +65,7 @@ static chunk *chunk_new(em_arena *a, size_t min_bytes)
     c->base = (unsigned char *)start;
     c->capacity = capacity;
     c->used = 0;
+    c->untouched = 0;
     c->next = NULL;
     a->reserved += capacity;
     a->system_allocs++;
@@ -91,7 +96,9 @@ void em_arena_destroy(em_arena *a)
     free(a);
 }
 
-void *em_arena_alloc(em_arena *a, size_t bytes)
+/* em_arena_alloc; *dirty gets how many leading bytes of the block may be non-zero (the
+ * rest is untouched zeroed memory). */
+static void *arena_alloc(em_arena *a, size_t bytes, size_t *dirty)
 {
     if (!a) {
         /* The arena itself could not be created (em_step_arena() after malloc failed). */
@@ -130,9 +137,18 @@ void *em_arena_alloc(em_arena *a, size_t bytes)
         }
     }
     void *p = c->base + c->used;
+    *dirty = c->untouched > c->used ? c->untouched - c->used : 0;
     c->used += rounded;
+    if (c->untouched < c->used)
+        c->untouched = c->used;
     a->used += rounded;
     return p;
+}
+
+void *em_arena_alloc(em_arena *a, size_t bytes)
+{
+    size_t dirty;
+    return arena_alloc(a, bytes, &dirty);
 }
 
 void *em_arena_calloc(em_arena *a, size_t count, size_t size)
@@ -141,9 +157,10 @@ void *em_arena_calloc(em_arena *a, size_t count, size_t size)
         em_error("allocation of %zu x %zu bytes overflows", count, size);
         return NULL;
     }
-    void *p = em_arena_alloc(a, count * size);
-    if (p)
-        memset(p, 0, count * size);
+    size_t bytes = count * size, dirty = 0;
+    void *p = arena_alloc(a, bytes, &dirty);
+    if (p && dirty)
+        memset(p, 0, dirty < bytes ? dirty : bytes);
     return p;
 }
 

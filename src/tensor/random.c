@@ -73,12 +73,16 @@ void em_rng_shuffle(em_rng *rng, int64_t *items, int64_t n)
 /* Initialisers write dense data of freshly created parameters. */
 void em_init_uniform(em_tensor *t, em_rng *rng, float lo, float hi)
 {
+    if (!rng)
+        return;
     for (int64_t i = 0; i < t->numel; i++)
         t->data[i] = lo + (hi - lo) * em_rng_uniform(rng);
 }
 
 void em_init_normal(em_tensor *t, em_rng *rng, float mean, float std)
 {
+    if (!rng)
+        return;
     for (int64_t i = 0; i < t->numel; i++)
         t->data[i] = mean + std * em_rng_normal(rng);
 }

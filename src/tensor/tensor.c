@@ -63,10 +63,12 @@ em_tensor *em_tensor_empty(em_arena *arena, int ndim, const int64_t *shape)
 
 em_tensor *em_tensor_zeros(em_arena *arena, int ndim, const int64_t *shape)
 {
-    em_tensor *t = em_tensor_empty(arena, ndim, shape);
-    if (t)
-        memset(t->data, 0, (size_t)t->numel * sizeof(float));
-    return t;
+    arena = arena_or_step(arena);
+    em_tensor *t = header_new(arena, ndim, shape);
+    if (!t)
+        return NULL;
+    t->data = em_arena_calloc(arena, (size_t)t->numel, sizeof(float));
+    return t->data ? t : NULL;
 }
 
 em_tensor *em_tensor_full(em_arena *arena, int ndim, const int64_t *shape, float value)
