@@ -2,8 +2,8 @@
  * initialisation (875,264 parameters untied); two tiny GPTs (untied with two layers,
  * tied with one) match the plain-torch GPT-2 of tests/fixtures/gen_gpt.py in logits,
  * loss and every parameter gradient; whole-model gradient checks; generation with the
- * key/value cache gives the logits of a full recomputation, through prompts, single
- * tokens and the re-prefill when the context fills; dropout; description round trip;
+ * key/value cache gives the logits of a full recomputation bit for bit, through prompts,
+ * single tokens and the re-prefill when the context fills, at W4's sizes too; dropout; description round trip;
  * errors (a sequence longer than the context, bad options, ids out of range). */
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +253,46 @@ done:
     em_st_close(f);
 }
 
+/* At W4's sizes (K up to 512, 128 positions) BLAS would give one row other roundings
+ * than 128 rows; the decoder's prompt, its single tokens and one forward over all 128
+ * positions agree bit for bit, on any thread count. */
+static void test_cache_exact_at_w4_size(void)
+{
+    em_gpt_config c = em_gpt_w4();
+    c.layers = test_quick() ? 1 : 2;
+    em_model *m = em_gpt_new(&c, 8);
+    int count;
+    const em_named_tensor *state = em_model_state(m, &count);
+    em_rng rng;
+    em_rng_seed(&rng, 12);
+    for (int i = 0; i < count; i++) /* biases and LayerNorms away from 0 and 1 */
+        for (int64_t k = 0; k < state[i].tensor->numel; k++)
+            state[i].tensor->data[k] += 0.05f * em_rng_normal(&rng);
+    em_model_set_training(m, false);
+    int32_t ids[128];
+    for (int i = 0; i < 128; i++)
+        ids[i] = (int32_t)em_rng_below(&rng, 256);
+    float *want = full_logits(m, ids, 128), *got = malloc(128 * 256 * sizeof *got);
+    for (int threads = 1; threads <= 2; threads++) {
+        em_set_num_threads(threads);
+        em_gpt_decoder *d = em_gpt_decoder_new(m);
+        int status = em_gpt_decoder_feed(d, ids, 5, got, true);
+        for (int i = 5; i < 128 && status == EM_OK; i++)
+            status = em_gpt_decoder_feed(d, ids + i, 1, got + i * 256, false);
+        CHECK_MSG(status == EM_OK, "%s", ember_last_error());
+        int64_t differ = 0;
+        for (int64_t k = 0; want && k < 128 * 256; k++)
+            differ += got[k] != want[k];
+        CHECK_MSG(want && differ == 0, "%d threads: %lld of %d logits differ from the full forward", threads,
+                  (long long)differ, 128 * 256);
+        em_gpt_decoder_free(d);
+    }
+    em_set_num_threads(0);
+    free(want);
+    free(got);
+    em_model_free(m);
+}
+
 static void test_dropout(void)
 {
     em_gpt_config c = {.vocab = 7, .context = 5, .layers = 2, .heads = 2, .width = 8, .dropout = 0.3f};
@@ -323,6 +363,7 @@ int main(void)
     check_model_gradients("b");
     test_cache_equals_recomputation("a");
     test_cache_equals_recomputation("b");
+    test_cache_exact_at_w4_size();
     test_dropout();
     test_errors();
     return test_finish();

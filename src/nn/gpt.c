@@ -174,9 +174,21 @@ em_tensor *gpt_embed(const gpt_layer *g, const int32_t *ids, int64_t batch, int6
     return em_reshape(h, 2, (int64_t[]){batch * steps, C});
 }
 
-em_tensor *gpt_logits(const gpt_layer *g, em_tensor *h)
+em_tensor *gpt_logits(const gpt_layer *g, em_tensor *h, const float *packed_head)
 {
-    return em_linear(em_layer_norm(h, g->ln_f_w, g->ln_f_b, GPT_LN_EPS), g->head, NULL, EM_ACT_NONE, 0.0f);
+    em_tensor *x = em_layer_norm(h, g->ln_f_w, g->ln_f_b, GPT_LN_EPS);
+    if (!x || em_grad_enabled())
+        return em_linear(x, g->head, NULL, EM_ACT_NONE, 0.0f);
+    /* without gradients, row-independent as the blocks' products are */
+    const int64_t rows = x->shape[0], C = g->cfg.width, V = g->cfg.vocab;
+    em_tensor *logits = em_tensor_zeros(NULL, 2, (int64_t[]){rows, V});
+    if (!packed_head)
+        packed_head = gpt_pack(em_step_arena(), g->head, true);
+    x = em_contiguous(x);
+    if (!logits || !packed_head || !x)
+        return NULL;
+    gpt_rows_product(x->data, rows, C, packed_head, V, logits->data);
+    return logits;
 }
 
 static em_tensor *gpt_forward(em_layer *l, em_tensor *x, bool training)
@@ -203,8 +215,9 @@ static em_tensor *gpt_forward(em_layer *l, em_tensor *x, bool training)
     if (rng)
         h = em_dropout(h, c->dropout, true, rng);
     for (int64_t i = 0; i < c->layers && h; i++)
-        h = gpt_block_forward(&g->blocks[i], h, batch, steps, (int)c->heads, rng ? c->dropout : 0.0f, rng, NULL);
-    return em_reshape(gpt_logits(g, h), 3, (int64_t[]){batch, steps, c->vocab});
+        h = gpt_block_forward(&g->blocks[i], h, batch, steps, (int)c->heads, rng ? c->dropout : 0.0f, rng, NULL,
+                              NULL);
+    return em_reshape(gpt_logits(g, h, NULL), 3, (int64_t[]){batch, steps, c->vocab});
 }
 
 void em_gpt_describe(const em_gpt_config *c, char *buf, size_t size)

@@ -10,27 +10,29 @@
 #include "nn/gpt_internal.h"
 
 em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, int64_t steps, int heads,
-                             float dropout, em_rng *rng, em_kv_cache *cache)
+                             float dropout, em_rng *rng, em_kv_cache *cache, const gpt_block_packed *packed)
 {
     if (!x)
         return NULL;
     const int64_t width = x->shape[1];
     const bool drop = dropout > 0.0f && rng;
+    const gpt_block_packed none = {0};
+    const gpt_block_packed *p = packed ? packed : &none;
 
     em_tensor *a = em_layer_norm(x, b->ln_1_w, b->ln_1_b, GPT_LN_EPS);
-    em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE, NULL);
+    em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE, NULL, p->attn);
     qkv = em_reshape(qkv, 3, (int64_t[]){batch, steps, 3 * width});
     em_tensor *att = cache ? em_kv_cache_step_qkv(cache, qkv) : em_causal_attention_qkv(qkv, heads);
     att = em_reshape(att, 2, (int64_t[]){batch * steps, width});
     /* without dropout the residual add is the projection's own starting value */
     if (drop)
-        x = em_add(x, em_dropout(gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, NULL), dropout, true, rng));
+        x = em_add(x, em_dropout(gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, NULL, p->attn_proj), dropout, true, rng));
     else
-        x = gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, x);
+        x = gpt_conv1d(att, b->attn_proj_w, b->attn_proj_b, EM_ACT_NONE, x, p->attn_proj);
 
     em_tensor *m = em_layer_norm(x, b->ln_2_w, b->ln_2_b, GPT_LN_EPS);
-    em_tensor *h = gpt_conv1d(m, b->fc_w, b->fc_b, EM_ACT_GELU_TANH, NULL);
+    em_tensor *h = gpt_conv1d(m, b->fc_w, b->fc_b, EM_ACT_GELU_TANH, NULL, p->fc);
     if (drop)
-        return em_add(x, em_dropout(gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, NULL), dropout, true, rng));
-    return gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, x);
+        return em_add(x, em_dropout(gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, NULL, p->mlp_proj), dropout, true, rng));
+    return gpt_conv1d(h, b->mlp_proj_w, b->mlp_proj_b, EM_ACT_NONE, x, p->mlp_proj);
 }

@@ -1,6 +1,12 @@
 /* GPT-2's Conv1D as one differentiable op: y = act(x · W + b) (+ residual), with W stored
  * [in, out] as GPT-2's files store it.
  *
+ * Without gradients (evaluation, generation) the product runs on the panel kernel
+ * (ops/panel_gemm.h), whose arithmetic for a row depends on that row alone: BLAS picks
+ * other kernels and blockings for 1 row than for 128, which changes roundings, and
+ * generation through the key/value cache (one row per token) is then no longer the
+ * full recomputation bit for bit. Training keeps BLAS.
+ *
  * em_linear could run it through a transposed view of W, but then backward writes the
  * weight gradient into the view's own buffer (zeroed, then transposed into W's) and the
  * residual add is a pass of its own each way. Here the weight gradient goes straight
@@ -13,6 +19,7 @@
 
 #include "ember/error.h"
 #include "nn/gpt_internal.h"
+#include "ops/panel_gemm.h"
 
 /* Elementwise passes below this many elements stay on one thread. */
 #define PARALLEL_MIN_ELEMENTS 32768
@@ -74,7 +81,44 @@ static void conv1d_backward(em_node *node)
                     (int)out, 1.0f, x->grad, (int)in);
 }
 
-em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act, em_tensor *residual)
+/* A row of the output before the product: residual + bias, either, or neither. */
+static void start_row(float *dst, const float *r, const float *bias, int64_t out)
+{
+    if (r && bias)
+        for (int64_t j = 0; j < out; j++)
+            dst[j] = r[j] + bias[j];
+    else if (r)
+        memcpy(dst, r, (size_t)out * sizeof(float));
+    else
+        memcpy(dst, bias, (size_t)out * sizeof(float));
+}
+
+float *gpt_pack(em_arena *arena, const em_tensor *w, bool transposed)
+{
+    const int64_t k = transposed ? w->shape[1] : w->shape[0], n = transposed ? w->shape[0] : w->shape[1];
+    float *packed = em_arena_alloc(arena, (size_t)em_panel_packed_floats(k, n) * sizeof(float));
+    if (packed)
+        em_panel_pack(w->data, transposed ? 1 : n, transposed ? k : 1, k, n, packed);
+    return packed;
+}
+
+void gpt_rows_product(const float *x, int64_t rows, int64_t in, const float *packed, int64_t out, float *y)
+{
+    /* Row blocks of 16 per thread: any split gives each row the same arithmetic. */
+    const int64_t blocks = (rows + 15) / 16;
+    if (rows * in * out < (1 << 20)) {
+        em_panel_gemm(rows, out, in, x, in, packed, y, out);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t r0 = b * 16, n = rows - r0 < 16 ? rows - r0 : 16;
+        em_panel_gemm(n, out, in, x + r0 * in, in, packed, y + r0 * out, out);
+    }
+}
+
+em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation act, em_tensor *residual,
+                      const float *packed)
 {
     if (!x || !w)
         return NULL;
@@ -103,23 +147,28 @@ em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation
     if (act != EM_ACT_NONE && recording && !(pre = em_arena_alloc(em_step_arena(), (size_t)(rows * out) * sizeof(float))))
         return NULL;
 
-    /* the GEMM adds onto the residual and bias (or starts from zero) */
+    /* the GEMM adds onto the residual and bias (or starts from zero); a small pass stays
+     * out of OpenMP altogether (even a one-thread region costs a futex call, which
+     * matters at one row per generated token) */
     const float *r = residual ? residual->data : NULL, *bd = bias ? bias->data : NULL;
-    if (r || bd) {
-#pragma omp parallel for schedule(static) if (rows * out >= PARALLEL_MIN_ELEMENTS)
-        for (int64_t i = 0; i < rows; i++) {
-            float *dst = pre + i * out;
-            if (r && bd)
-                for (int64_t j = 0; j < out; j++)
-                    dst[j] = r[i * out + j] + bd[j];
-            else if (r)
-                memcpy(dst, r + i * out, (size_t)out * sizeof(float));
-            else
-                memcpy(dst, bd, (size_t)out * sizeof(float));
-        }
+    if ((r || bd) && rows * out >= PARALLEL_MIN_ELEMENTS) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < rows; i++)
+            start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
+    } else if (r || bd) {
+        for (int64_t i = 0; i < rows; i++)
+            start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)out, (int)in, 1.0f, x->data, (int)in,
-                w->data, (int)out, r || bd ? 1.0f : 0.0f, pre, (int)out);
+    if (recording) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)out, (int)in, 1.0f, x->data, (int)in,
+                    w->data, (int)out, r || bd ? 1.0f : 0.0f, pre, (int)out);
+    } else {
+        if (!packed && !(packed = gpt_pack(em_step_arena(), w, false)))
+            return NULL;
+        if (!r && !bd)
+            memset(pre, 0, (size_t)(rows * out) * sizeof(float));
+        gpt_rows_product(x->data, rows, in, packed, out, pre);
+    }
     if (act != EM_ACT_NONE)
         em_activation_forward(act, 0.0f, pre, y->data, rows * out);
 

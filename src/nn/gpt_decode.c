@@ -1,7 +1,10 @@
 /* Generation with a key/value cache: each layer keeps the keys and values of the
  * sequence so far (em_kv_cache), so a new token runs through the model as one row.
- * The blocks are the training forward's own code (gpt_block_forward with a cache in
- * place of whole-sequence attention), which is why the logits equal a full recomputation.
+ * The blocks are the forward's own code (gpt_block_forward with a cache in place of
+ * whole-sequence attention) and every product is row-independent without gradients
+ * (gpt_conv1d), which is why the logits equal a full recomputation (em_forward without
+ * gradients) bit for bit. The weights are packed for those products once, when the
+ * decoder is made.
  *
  * When the context is full, learned absolute positions leave no cheap way on: sliding
  * the window by one position would move every cached key to another position embedding.
@@ -19,6 +22,8 @@ struct em_gpt_decoder {
     const gpt_layer *g;
     em_arena *arena;       /* caches and history: allocated once */
     em_kv_cache **caches;  /* one per block */
+    gpt_block_packed *packed; /* each block's weights packed for the row product */
+    const float *packed_head;
     int32_t *history;      /* the cached tokens, for re-prefills */
     int32_t *prompt;       /* a re-prefill's tokens */
     int64_t length, keep, refills;
@@ -46,9 +51,16 @@ em_gpt_decoder *em_gpt_decoder_new(em_model *m)
     d->history = em_arena_alloc(arena, (size_t)c->context * sizeof *d->history);
     d->prompt = em_arena_alloc(arena, (size_t)c->context * sizeof *d->prompt);
     d->caches = em_arena_calloc(arena, (size_t)(c->layers ? c->layers : 1), sizeof *d->caches);
-    bool ok = d->history && d->prompt && d->caches;
-    for (int64_t i = 0; ok && i < c->layers; i++)
-        ok = (d->caches[i] = em_kv_cache_new(arena, c->context, c->width, (int)c->heads)) != NULL;
+    d->packed = em_arena_calloc(arena, (size_t)(c->layers ? c->layers : 1), sizeof *d->packed);
+    d->packed_head = gpt_pack(arena, g->head, true);
+    bool ok = d->history && d->prompt && d->caches && d->packed && d->packed_head;
+    for (int64_t i = 0; ok && i < c->layers; i++) {
+        const gpt_block *b = &g->blocks[i];
+        gpt_block_packed *p = &d->packed[i];
+        ok = (d->caches[i] = em_kv_cache_new(arena, c->context, c->width, (int)c->heads)) != NULL &&
+             (p->attn = gpt_pack(arena, b->attn_w, false)) && (p->attn_proj = gpt_pack(arena, b->attn_proj_w, false)) &&
+             (p->fc = gpt_pack(arena, b->fc_w, false)) && (p->mlp_proj = gpt_pack(arena, b->mlp_proj_w, false));
+    }
     if (!ok) {
         em_error_prefix("gpt decoder: ");
         em_gpt_decoder_free(d);
@@ -93,10 +105,10 @@ static int run(em_gpt_decoder *d, const int32_t *ids, int64_t n, float *logits, 
     const em_gpt_config *c = &g->cfg;
     em_tensor *h = gpt_embed(g, ids, 1, n, d->length);
     for (int64_t i = 0; i < c->layers && h; i++)
-        h = gpt_block_forward(&g->blocks[i], h, 1, n, (int)c->heads, 0.0f, NULL, d->caches[i]);
+        h = gpt_block_forward(&g->blocks[i], h, 1, n, (int)c->heads, 0.0f, NULL, d->caches[i], &d->packed[i]);
     if (h && !all_positions && n > 1)
         h = em_slice(h, 0, n - 1, n, 1);
-    em_tensor *out = h ? gpt_logits(g, h) : NULL;
+    em_tensor *out = h ? gpt_logits(g, h, d->packed_head) : NULL;
     if (!out)
         return EM_ERR;
     em_copy_to(out, logits);

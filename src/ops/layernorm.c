@@ -158,6 +158,28 @@ static int check_affine(const char *what, const em_tensor *p, const em_tensor *x
     return EM_OK;
 }
 
+/* One row of the forward: y = (x - mean) · rstd · w + b, keeping mean and rstd. */
+static void normalize_row(const float *xr, float *yr, int64_t dim, float eps, const float *wd, const float *bd,
+                          float *mean, float *rstd)
+{
+    const float m = row_sum(xr, dim) / (float)dim;
+    const float s = 1.0f / sqrtf(row_sq_dev(xr, dim, m) / (float)dim + eps);
+    *mean = m;
+    *rstd = s;
+    if (wd && bd)
+        for (int64_t j = 0; j < dim; j++)
+            yr[j] = (xr[j] - m) * s * wd[j] + bd[j];
+    else if (wd)
+        for (int64_t j = 0; j < dim; j++)
+            yr[j] = (xr[j] - m) * s * wd[j];
+    else if (bd)
+        for (int64_t j = 0; j < dim; j++)
+            yr[j] = (xr[j] - m) * s + bd[j];
+    else
+        for (int64_t j = 0; j < dim; j++)
+            yr[j] = (xr[j] - m) * s;
+}
+
 em_tensor *em_layer_norm(em_tensor *x, em_tensor *weight, em_tensor *bias, float eps)
 {
     if (!x)
@@ -186,26 +208,16 @@ em_tensor *em_layer_norm(em_tensor *x, em_tensor *weight, em_tensor *bias, float
     const float *wd = has_w ? weight->data : NULL, *bd = has_b ? bias->data : NULL;
     const bool parallel = x->numel >= PARALLEL_MIN_ELEMENTS;
 
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x->data + r * dim;
-        float *yr = out->data + r * dim;
-        const float m = row_sum(xr, dim) / (float)dim;
-        const float s = 1.0f / sqrtf(row_sq_dev(xr, dim, m) / (float)dim + eps);
-        mean[r] = m;
-        rstd[r] = s;
-        if (wd && bd)
-            for (int64_t j = 0; j < dim; j++)
-                yr[j] = (xr[j] - m) * s * wd[j] + bd[j];
-        else if (wd)
-            for (int64_t j = 0; j < dim; j++)
-                yr[j] = (xr[j] - m) * s * wd[j];
-        else if (bd)
-            for (int64_t j = 0; j < dim; j++)
-                yr[j] = (xr[j] - m) * s + bd[j];
-        else
-            for (int64_t j = 0; j < dim; j++)
-                yr[j] = (xr[j] - m) * s;
+    /* A small input stays out of OpenMP altogether: even a region that the if clause
+     * keeps on one thread costs a futex call, which shows when generation normalises one
+     * row per token. */
+    if (parallel) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            normalize_row(x->data + r * dim, out->data + r * dim, dim, eps, wd, bd, &mean[r], &rstd[r]);
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            normalize_row(x->data + r * dim, out->data + r * dim, dim, eps, wd, bd, &mean[r], &rstd[r]);
     }
 
     em_node *node = em_record("layer_norm", out, 3, (em_tensor *[]){x, weight, bias},

@@ -94,6 +94,28 @@ DEFINE_ROWS_KERNEL(2)
 DEFINE_ROWS_KERNEL(1)
 #undef DEFINE_ROWS_KERNEL
 
+/* One row against four whole panels at once. With a single row, micro_kernel's one
+ * accumulator waits on each FMA's latency; four panels give four independent chains.
+ * Each element gets micro_kernel's arithmetic exactly (its own FMA chain over the chunk
+ * from zero, then added to C), so results do not depend on which path ran. */
+static void kernel_row_4_panels(const float *a, const float *panel, int64_t panel_stride, int64_t kk0, int64_t kk1,
+                                float *c)
+{
+    panel_vec acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    const float *p0 = panel, *p1 = panel + panel_stride, *p2 = panel + 2 * panel_stride, *p3 = panel + 3 * panel_stride;
+    for (int64_t kk = kk0; kk < kk1; kk++) {
+        const float x = a[kk];
+        acc0 += x * *(const panel_vec *)(p0 + kk * EM_PANEL);
+        acc1 += x * *(const panel_vec *)(p1 + kk * EM_PANEL);
+        acc2 += x * *(const panel_vec *)(p2 + kk * EM_PANEL);
+        acc3 += x * *(const panel_vec *)(p3 + kk * EM_PANEL);
+    }
+    *(panel_vec_unaligned *)(c) += acc0;
+    *(panel_vec_unaligned *)(c + EM_PANEL) += acc1;
+    *(panel_vec_unaligned *)(c + 2 * EM_PANEL) += acc2;
+    *(panel_vec_unaligned *)(c + 3 * EM_PANEL) += acc3;
+}
+
 typedef void (*rows_kernel)(const float *a, int64_t lda, const float *panel, int64_t kk0, int64_t kk1,
                             float *c, int64_t ldc, int64_t cols);
 
@@ -114,7 +136,11 @@ void em_panel_gemm(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
             float *cb = c + r0 * ldc;
             for (int64_t k0 = 0; k0 < k; k0 += K_CHUNK) {
                 const int64_t k1 = k - k0 < K_CHUNK ? k : k0 + K_CHUNK;
-                for (int64_t p = 0; p < panels; p++) {
+                int64_t p = 0;
+                if (mr == 1) /* whole panels four at a time */
+                    for (; (p + 4) * EM_PANEL <= n; p += 4)
+                        kernel_row_4_panels(ab, packed + p * k * EM_PANEL, k * EM_PANEL, k0, k1, cb + p * EM_PANEL);
+                for (; p < panels; p++) {
                     const int64_t j0 = p * EM_PANEL;
                     const int64_t cols = n - j0 < EM_PANEL ? n - j0 : EM_PANEL;
                     kernels[v].fn(ab, lda, packed + p * k * EM_PANEL, k0, k1, cb + j0, ldc, cols);
