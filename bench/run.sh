@@ -10,6 +10,8 @@
 #              W2_STEPS (W2: train this many steps instead of the epoch, for quick checks;
 #              default 0: the whole epoch), W7_STEPS (the same for W7, which then skips
 #              the test pass), W8_RUNS (timed runs of ember in W8, default 50),
+#              QUIET_WAIT (wait up to this many seconds before each workload for the
+#              1-minute load average to drop below 0.5; default 0: don't wait),
 #              RESULTS (output file, default bench/RESULTS.md).
 set -eu
 
@@ -21,6 +23,7 @@ W6_SECONDS=${W6_SECONDS:-1}
 W2_STEPS=${W2_STEPS:-0}
 W7_STEPS=${W7_STEPS:-0}
 W8_RUNS=${W8_RUNS:-50}
+QUIET_WAIT=${QUIET_WAIT:-0}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 OUT=$BUILD/bench-results
 COMMAND="bench/run.sh${*:+ $*}"
@@ -71,8 +74,18 @@ done
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
+wait_for_quiet() {
+    waited=0
+    while [ "$waited" -lt "$QUIET_WAIT" ] &&
+          [ "$(awk '{print ($1 >= 0.5)}' /proc/loadavg)" = 1 ]; do
+        sleep 10
+        waited=$((waited + 10))
+    done
+}
+
 for w in $available; do
     prog=$(program_of "$w")
+    wait_for_quiet
     started=$(now)
     load_before=$(load)
     echo "== $w: ember ($prog)" >&2
