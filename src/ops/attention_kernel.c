@@ -54,8 +54,9 @@ void em_attention_transpose(const float *src, int64_t ld_src, int64_t n, int64_t
 
 /* s[r][j] = scale · Σ_d a[r][d]·bt[d][j] for rows r < nr and columns j < n. Whole
  * vectors are stored: columns up to n rounded up to 16 are written (lds and ldb >= that). */
-static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, int64_t ldb,
-                        int64_t n, int64_t hd, float scale, float *s, int64_t lds)
+static inline __attribute__((always_inline)) void
+tile_scores_of(const int computed, const float *a, int64_t lda, int nr, const float *bt, int64_t ldb, int64_t n,
+               int64_t hd, float scale, float *s, int64_t lds)
 {
     const float *rows[ROWS];
     for (int r = 0; r < ROWS; r++)
@@ -66,7 +67,7 @@ static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, in
         for (int64_t d = 0; d < hd; d++) {
             const float *bd = bt + d * ldb + j0;
             const em_vf16 b0 = em_load16(bd), b1 = em_load16(bd + VEC);
-            for (int r = 0; r < ROWS; r++) {
+            for (int r = 0; r < computed; r++) {
                 const float ad = rows[r][d];
                 acc0[r] += ad * b0;
                 acc1[r] += ad * b1;
@@ -81,7 +82,7 @@ static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, in
         em_vf16 acc[ROWS] = {0};
         for (int64_t d = 0; d < hd; d++) {
             const em_vf16 b = em_load16(bt + d * ldb + j0);
-            for (int r = 0; r < ROWS; r++)
+            for (int r = 0; r < computed; r++)
                 acc[r] += rows[r][d] * b;
         }
         for (int r = 0; r < nr; r++)
@@ -89,11 +90,22 @@ static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, in
     }
 }
 
+/* A single row (a generated token's query) computes only itself: the tile's other
+ * rows would repeat it eight times over. Each row's arithmetic is the same either way. */
+static void tile_scores(const float *a, int64_t lda, int nr, const float *bt, int64_t ldb, int64_t n, int64_t hd,
+                        float scale, float *s, int64_t lds)
+{
+    if (nr == 1)
+        tile_scores_of(1, a, lda, nr, bt, ldb, n, hd, scale, s, lds);
+    else
+        tile_scores_of(ROWS, a, lda, nr, bt, ldb, n, hd, scale, s, lds);
+}
+
 /* out[r][c] (+)= Σ_{j_begin<=j<j_end} w[r][j·wstride]·src[j][c] over hd channels, for the
  * rows r < nr (w has ROWS entries, the last ones repeating the last real row). */
-static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begin, int64_t j_end,
-                          const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo,
-                          int nr, bool accumulate)
+static inline __attribute__((always_inline)) void
+tile_weighted_of(const int computed, const float *const *w, int64_t wstride, int64_t j_begin, int64_t j_end,
+                 const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo, int nr, bool accumulate)
 {
     int64_t d0 = 0;
     while (hd - d0 >= VEC) {
@@ -103,7 +115,7 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
             for (int64_t j = j_begin; j < j_end; j++) {
                 const float *sj = src + j * lds + d0;
                 const em_vf16 s0 = em_load16(sj), s1 = em_load16(sj + VEC);
-                for (int r = 0; r < ROWS; r++) {
+                for (int r = 0; r < computed; r++) {
                     const float wj = w[r][j * wstride];
                     acc0[r] += wj * s0;
                     acc1[r] += wj * s1;
@@ -112,7 +124,7 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
         } else {
             for (int64_t j = j_begin; j < j_end; j++) {
                 const em_vf16 s0 = em_load16(src + j * lds + d0);
-                for (int r = 0; r < ROWS; r++)
+                for (int r = 0; r < computed; r++)
                     acc0[r] += w[r][j * wstride] * s0;
             }
         }
@@ -144,6 +156,15 @@ static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begi
                 o[c] = accumulate ? o[c] + acc[c - d0] : acc[c - d0];
         }
     }
+}
+
+static void tile_weighted(const float *const *w, int64_t wstride, int64_t j_begin, int64_t j_end, const float *src,
+                          int64_t lds, int64_t hd, float *out, int64_t ldo, int nr, bool accumulate)
+{
+    if (nr == 1)
+        tile_weighted_of(1, w, wstride, j_begin, j_end, src, lds, hd, out, ldo, nr, accumulate);
+    else
+        tile_weighted_of(ROWS, w, wstride, j_begin, j_end, src, lds, hd, out, ldo, nr, accumulate);
 }
 
 /* out[r][:] (+)= Σ_{j<n} w[r][j]·src[j][:] for rows r < nr. */
