@@ -16,6 +16,7 @@ import platform
 import sys
 
 import report_cnn
+import report_gpt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOMINAL_PEAK = 234.0  # GFLOP/s: 2 cores x 32 flop/cycle x 3.67 GHz (BASELINE.md)
@@ -182,7 +183,8 @@ def render_generic(rec):
 
 
 RENDERERS = {"w1": render_w1, "w6": render_w6,
-             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_cnn.RENDERERS.items()}}
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_cnn.RENDERERS.items()},
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_gpt.RENDERERS.items()}}
 
 
 def summary_table(records):

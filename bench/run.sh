@@ -99,7 +99,9 @@ for w in $available; do
     w8) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --runs "$W8_RUNS" --outdir "$OUT" ;;
     *) "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json" ;;
     esac
-    torch_script=$(ls "$ROOT"/bench/torch_"$w"_*.py 2>/dev/null | head -n 1)
+    # torch_<program>.py when there is one (w3 has a second script for its recurrent core)
+    torch_script=$ROOT/bench/torch_$prog.py
+    [ -f "$torch_script" ] || torch_script=$(ls "$ROOT"/bench/torch_"$w"_*.py 2>/dev/null | head -n 1)
     if [ -f "$ROOT/bench/$prog.py" ]; then
         : # the driver measured PyTorch too
     elif [ -n "$torch_script" ]; then

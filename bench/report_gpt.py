@@ -1,0 +1,52 @@
+"""The W4 (GPT) section of bench/RESULTS.md, for report.py: ember's and PyTorch's training
+and generation tokens per second side by side, and their ratios against the targets."""
+
+
+def fastest(torch, key):
+    """(setup, best run) over the set-ups, by the largest `key` of each set-up's runs."""
+    best = None
+    for setup, runs in torch["runs"].items():
+        pick = max(runs, key=key)
+        if best is None or key(pick) > key(best[1]):
+            best = (setup, pick)
+    return best
+
+
+def render_w4(rec, header):
+    out = header(rec)
+    e, t = rec.get("ember"), rec.get("torch")
+    out += ["", "| side | set-up | training tokens/s (best) | all runs | generation tokens/s (best, median) | "
+            "last training loss |", "|---|---|---|---|---|---|"]
+    if e:
+        runs = ", ".join(f"{v:.0f}" for v in e.get("all_train_tokens_per_second", [e["train_tokens_per_second"]]))
+        out.append(f"| ember | {e['threads']} threads, defaults; key/value cache | "
+                   f"**{e['train_tokens_per_second']:.0f}** | {runs} | **{e['gen_tokens_per_second']:.0f}**, "
+                   f"{e['gen_median_tokens_per_second']:.0f} | {e['last_loss']:.4f} |")
+    if t:
+        best_train = fastest(t, lambda r: r["train_tokens_per_second"])
+        best_gen = fastest(t, lambda r: r["gen_tokens_per_second"])
+        for setup, runs in sorted(t["runs"].items()):
+            top = max(runs, key=lambda r: r["train_tokens_per_second"])
+            gen = max(runs, key=lambda r: r["gen_tokens_per_second"])
+            marks = [m for m, b in (("fastest training", best_train), ("fastest generation", best_gen))
+                     if b[0] == setup]
+            mark = f" ({', '.join(marks)})" if marks else ""
+            all_t = ", ".join(f"{r['train_tokens_per_second']:.0f}" for r in runs)
+            out.append(f"| PyTorch {runs[0].get('torch', '')} | ({setup}) {t['setups'][setup]}{mark}; no cache | "
+                       f"{top['train_tokens_per_second']:.0f} | {all_t} | {gen['gen_tokens_per_second']:.0f}, "
+                       f"{gen['gen_median_tokens_per_second']:.0f} | {top['last_loss']:.4f} |")
+        if e:
+            tr = e["train_tokens_per_second"] / best_train[1]["train_tokens_per_second"]
+            gr = e["gen_tokens_per_second"] / best_gen[1]["gen_tokens_per_second"]
+            out += ["", f"ember / fastest PyTorch: training **{tr:.2f}x** (target 1.8x; PyTorch's ({best_train[0]})), "
+                    f"generation **{gr:.1f}x** (target 40x; PyTorch's ({best_gen[0]}))."]
+    out += ["", "Training: AdamW lr 3e-4, weight decay 0.1, batch 16 random windows of 128 bytes of fortunes, "
+            "3 untimed warm-up steps then 100 timed ones. Generation: 200 new tokens after a one-byte prompt, "
+            "batch 1, temperature 1; ember through its key/value cache (one re-prefill of 64 positions when the "
+            "context fills), PyTorch recomputing the cropped context for every token. W4 is untied: 875,264 "
+            "parameters on both sides."]
+    return out
+
+
+
+RENDERERS = {"w4": render_w4}
