@@ -9,7 +9,7 @@ case "${1:-build}" in
   build) want="$build" ;;
   run)   want="$build dataset-fashion-mnist" ;;
   test)  want="$build dataset-fashion-mnist fortunes" ;;
-  bench) want="$build dataset-fashion-mnist fortunes python3-torch hyperfine" ;;
+  bench) want="$build dataset-fashion-mnist fortunes python3-torch python3-pil hyperfine time" ;;
   sanitize) want="$build dataset-fashion-mnist fortunes clang libclang-rt-14-dev" ;;
   *) echo "usage: $0 build|run|test|bench|sanitize" >&2; exit 2 ;;
 esac
