@@ -2,7 +2,8 @@
 # Language models from the command line: ember train on a text file reports bits per
 # byte and perplexity (with the unigram entropy beside them), saves weights that ember
 # generate samples from (seeded: the same text twice; prompt echoed, the asked number of
-# bytes after it); bad input is reported by name with exit status 1 (a missing, empty or
+# bytes after it); a run stopped and resumed from its checkpoint ends with the weights of
+# a straight run, byte for byte (random and sequential windows); bad input is reported by name with exit status 1 (a missing, empty or
 # directory text file, a sequence longer than the text, a prompt byte outside the
 # model's vocabulary, text bytes outside it, a model that takes no tokens) and misuse
 # with 2 (text options on image data, missing --weights, an empty prompt).
@@ -116,6 +117,29 @@ run train "$TMP/small.ember" --data "text:$TMP/fox.txt" --seq-len 8 --batch 4 --
     --val-chunk 256 --val-split 0.2 --progress quiet
 expect_status 0
 expect_text out "a seeded choice of chunks"
+
+# full checkpoints: stopped by --max-steps (mid-interval and at an interval's end) and
+# resumed, the weights are those of a run never stopped, byte for byte (sequential
+# windows carry their hidden state through the checkpoint)
+for windows in random sequential; do
+    args="$TMP/small.ember --data text:$TMP/fox.txt --seq-len 8 --batch 4 --steps 12 --eval-every 5 --windows $windows --progress quiet --seed 2"
+    run train $args --save "$TMP/straight.safetensors" --no-log
+    expect_status 0
+    for stop in 7 10; do
+        run train $args --checkpoint "$TMP/ck.safetensors" --max-steps $stop
+        expect_status 0
+        expect_text out "stopped after step $stop (--max-steps): checkpoint $TMP/ck.safetensors"
+        run train $args --resume "$TMP/ck.safetensors" --save "$TMP/resumed.safetensors" --no-log
+        expect_status 0
+        checks=$((checks + 1))
+        cmp -s "$TMP/straight.safetensors" "$TMP/resumed.safetensors" ||
+            fail "$windows windows stopped at $stop and resumed: other weights than a straight run"
+    done
+done
+run train "$TMP/small.ember" --data "text:$TMP/fox.txt" --seq-len 8 --batch 2 --steps 12 --progress quiet \
+    --resume "$TMP/ck.safetensors"
+expect_status 1
+expect_text err "in batches of 4 (sequential windows); this run has"
 
 # ---- bad input --------------------------------------------------------------------------
 run train "$TMP/small.ember" --data "text:$TMP/missing.txt" --steps 1

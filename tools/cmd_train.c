@@ -175,8 +175,6 @@ int cmd_train_main(int argc, char **argv, int first)
     for (size_t i = 0; !text && i < sizeof text_only / sizeof text_only[0]; i++)
         if (args_given(&spec, text_only[i]))
             return args_usage_error(&spec, "--%s applies to text (--data fortunes or text:FILE)", text_only[i]);
-    if (text && (checkpoint_path || resume_path || checkpoint_every > 0))
-        return args_usage_error(&spec, "--checkpoint and --resume are not available for text yet (use --save)");
     if (text && !args_given(&spec, "val-split"))
         training.val_split = 0.1;
     /* Text defaults to W3's set-up: Adam, lr 2e-3, batch 32. */
@@ -228,7 +226,8 @@ int cmd_train_main(int argc, char **argv, int first)
         }
         if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
             (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
-            (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK))
+            (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK) ||
+            (checkpoint_path && cli_check_writable("checkpoint", checkpoint_path) != EM_OK))
             return cli_library_error();
         cli_text_options t = {
             .model_path = model_path,

@@ -68,19 +68,15 @@ int train_text_main(const cli_text_options *t, em_train_opts *train)
     cli_stop_restore();
     if (trained != EM_OK)
         goto fail;
-    if (result.interrupted && cli_stop_signal()) {
-        int sig = cli_stop_signal();
-        printf("interrupted by %s after step %lld (text training writes no checkpoint)\n",
-               cli_stop_signal_name(sig), (long long)result.steps);
-        exit_status = 128 + sig;
+    if (result.interrupted) {
+        em_train_result stopped = {.steps = result.steps};
+        exit_status = cli_report_stop(&stopped, train->checkpoint_path);
         goto done;
     }
     printf("final: %lld steps in %.1f s, %.0f tokens/s", (long long)result.steps, result.seconds,
            result.tokens_per_second);
     if (result.early_stopped)
         printf(" (early stopping after evaluation %d)", result.best_evaluation);
-    if (result.interrupted)
-        printf(" (stopped by --max-steps)");
     printf("\n");
     if (result.val.bytes > 0 && result.train_eval.bytes > 0) {
         printf("evaluated alike on %lld bytes each: ", (long long)result.val.bytes);
@@ -98,6 +94,8 @@ int train_text_main(const cli_text_options *t, em_train_opts *train)
         print_figures("test", &test);
         printf(" on %lld bytes of %s\n", (long long)test.bytes, test_text->source);
     }
+    if (train->checkpoint_path)
+        printf("checkpoint %s\n", train->checkpoint_path);
     if (train->save_path)
         printf("saved %s\n", train->save_path);
     if (train->plot_path)

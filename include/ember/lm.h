@@ -23,9 +23,11 @@ typedef struct em_lm_opts {
      * schedule (a cosine schedule's total 0 means the whole run), clip_grad_norm and
      * clip_grad_value, param_groups, patience and min_delta (counted in evaluations),
      * keep_last_weights, history, stop_requested and max_steps (stop early as Ctrl-C
-     * does), eval_batch_size (sequences per evaluation forward, 0: 64). epochs are
-     * passes over the training text when steps is 0. Not for text: validation,
-     * val_split (split the text with em_text_split), checkpoints, resuming, unfreezing. */
+     * does), checkpoint_path, checkpoint_every, interrupt_path and resume_path (full
+     * checkpoints: a resumed run continues bit for bit, carried states included),
+     * eval_batch_size (sequences per evaluation forward, 0: 64). epochs are passes over
+     * the training text when steps is 0. Not for text: validation and val_split (split
+     * the text with em_text_split), unfreezing. */
     em_train_opts train;
     int64_t seq_len;      /* bytes per window (default 64) */
     int64_t steps;        /* > 0: the run's length in optimizer steps; 0: train.epochs passes */

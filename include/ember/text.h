@@ -82,6 +82,18 @@ void em_text_windows_next(em_text_windows *w, em_text_batch *b);
  * (random order: the text's positions over the batch's). */
 int64_t em_text_windows_per_pass(const em_text_windows *w);
 
+/* Where the windows stand, for checkpoints: the generator of the random offsets and the
+ * next batch's number within the pass. Windows over the same text, batch, length and
+ * order that seek there give the batches that would have come next. */
+typedef struct em_text_windows_position {
+    em_rng rng;
+    int64_t next;
+} em_text_windows_position;
+
+em_text_windows_position em_text_windows_tell(const em_text_windows *w);
+/* EM_ERR (windows unchanged) when next exceeds a pass. */
+int em_text_windows_seek(em_text_windows *w, const em_text_windows_position *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -110,3 +110,18 @@ void em_text_windows_next(em_text_windows *w, em_text_batch *b)
     b->steps = w->steps;
     b->index = k;
 }
+
+em_text_windows_position em_text_windows_tell(const em_text_windows *w)
+{
+    em_text_windows_position p = {w->rng, w->next};
+    return p;
+}
+
+int em_text_windows_seek(em_text_windows *w, const em_text_windows_position *p)
+{
+    if (p->next < 0 || p->next > w->per_pass)
+        return em_error("text windows: batch %lld of a pass of %lld", (long long)p->next, (long long)w->per_pass);
+    w->rng = p->rng;
+    w->next = p->next;
+    return EM_OK;
+}

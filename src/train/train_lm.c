@@ -8,7 +8,12 @@
  * With sequential windows and a model that carries state, each batch continues the
  * sequences of the one before from their final states, detached: truncated
  * backpropagation through time. An evaluation resets that state (it reads other text),
- * as does the tracks' return to the start of the text. */
+ * as does the tracks' return to the start of the text.
+ *
+ * Full checkpoints are those of the classification loop (ember/checkpoint.h): the
+ * windows' generator and batch number stand in for the loader's position, an interval
+ * for an epoch, and the carried states travel as "train.hidden.<name>" tensors, so that
+ * a resumed run continues bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +23,7 @@
 #include "ember/gpt.h"
 #include "ember/lm.h"
 #include "ember/runtime.h"
+#include "ember/safetensors.h"
 #include "train/train_internal.h"
 
 em_lm_opts em_lm_defaults(void)
@@ -50,6 +56,11 @@ typedef struct lm_run {
     double train_seconds;
     em_lm_figures last_val;
     bool interrupted;
+    /* Checkpoints and resuming. */
+    int first_interval;
+    int64_t resumed_done;     /* steps of the first interval done before the checkpoint */
+    double resumed_loss_sum;
+    int checkpoints;
 } lm_run;
 
 static int validate(void *ctx, double *loss, double *accuracy)
@@ -105,6 +116,155 @@ static int step(lm_run *r, int interval, float *loss_out)
     return EM_OK;
 }
 
+/* Where a stop writes its checkpoint. */
+static const char *stop_path(const lm_run *r)
+{
+    return r->o.train.checkpoint_path ? r->o.train.checkpoint_path : r->o.train.interrupt_path;
+}
+
+/* The carried states (sequential windows), as tensors of the checkpoint. */
+static int carried_states(lm_run *r, em_named_tensor *out, char (*names)[80], int cap)
+{
+    int n = 0;
+    if (!em_model_carries(r->m))
+        return 0;
+    for (int i = 0; i < em_model_hidden_count(r->m) && n < cap; i++) {
+        int64_t shape[2];
+        const char *name = em_model_hidden_name(r->m, i, shape);
+        int64_t dims[3] = {shape[0], r->o.train.batch_size, shape[1]};
+        em_tensor *t = em_tensor_empty(NULL, 3, dims);
+        if (!t)
+            return EM_ERR;
+        if (em_model_get_hidden(r->m, name, dims[1], t->data) != EM_OK)
+            continue; /* nothing carried yet (a restart or an evaluation reset it) */
+        snprintf(names[n], sizeof names[n], "train.hidden.%s", name);
+        out[n++] = (em_named_tensor){names[n - 1], t, true};
+    }
+    return n;
+}
+
+/* The full checkpoint after `done` steps of interval k (done == its length: the interval
+ * and its evaluation are over, the next one starts). */
+static int write_checkpoint(lm_run *r, const char *path, int k, double loss_sum, int64_t done, bool interval_over)
+{
+    em_train_position pos;
+    memset(&pos, 0, sizeof pos);
+    pos.step = r->steps;
+    pos.batch_size = r->o.train.batch_size;
+    pos.train_count = r->train->size;
+    pos.shuffle = r->o.order == EM_TEXT_RANDOM;
+    em_text_windows_position w = em_text_windows_tell(r->windows);
+    pos.loader.epoch_rng = w.rng;
+    pos.loader.batches_done = w.next;
+    pos.epoch = interval_over ? k + 1 : k;
+    if (!interval_over) {
+        pos.epoch_loss_sum = loss_sum;
+        pos.epoch_items = done;
+        pos.epoch_correct = r->mon.correct;
+        pos.epoch_seen = r->mon.seen;
+        pos.epoch_grad_norms = r->mon.grad_norms;
+        pos.epoch_grad_norm_sum = r->mon.grad_norm_sum;
+    }
+    const em_monitor *mon = &r->mon;
+    if (mon->schedule && em_schedule_save_state(mon->schedule, pos.schedule, sizeof pos.schedule) != EM_OK)
+        return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
+    pos.best_val = mon->best_val;
+    pos.best_epoch = mon->best_epoch;
+    pos.since_best = mon->since_best;
+    int states = em_model_hidden_count(r->m);
+    em_named_tensor *extra = malloc((size_t)(1 + states) * sizeof *extra);
+    char(*names)[80] = malloc((size_t)(states ? states : 1) * sizeof *names);
+    if (!extra || !names) {
+        free(extra);
+        free(names);
+        return em_error("checkpoint after step %lld: out of memory", (long long)r->steps);
+    }
+    int n = 0;
+    if (mon->best_weights && mon->best_epoch > 0) {
+        int count;
+        const em_named_tensor *state = em_model_state(r->m, &count);
+        int64_t total = 0;
+        for (int i = 0; i < count; i++)
+            total += state[i].tensor->numel;
+        extra[n++] = (em_named_tensor){"train.best_weights", em_tensor_wrap(NULL, 1, &total, mon->best_weights), true};
+    }
+    int carried = carried_states(r, extra + n, names, states);
+    int rc = carried < 0 ? EM_ERR : em_checkpoint_save_with(path, r->m, r->opt, &pos, extra, n + carried);
+    em_step_end();
+    free(extra);
+    free(names);
+    if (rc != EM_OK)
+        return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
+    r->checkpoints++;
+    return EM_OK;
+}
+
+/* Model, optimizer, windows, monitor and carried states as the checkpoint left them. */
+static int resume_from(lm_run *r, const char *path)
+{
+    em_train_position pos;
+    if (em_checkpoint_read_position(path, &pos) != EM_OK)
+        return EM_ERR;
+    bool random = r->o.order == EM_TEXT_RANDOM;
+    if (pos.batch_size != r->o.train.batch_size || pos.train_count != r->train->size || pos.shuffle != random)
+        return em_error("%s was written training on %lld bytes of text in batches of %lld (%s windows); this run "
+                        "has %lld bytes in batches of %lld (%s windows), so the windows could not continue: use the "
+                        "same text and options to resume",
+                        path, (long long)pos.train_count, (long long)pos.batch_size, pos.shuffle ? "random" : "sequential",
+                        (long long)r->train->size, (long long)r->o.train.batch_size, random ? "random" : "sequential");
+    if (pos.step >= r->total_steps)
+        return em_error("%s is at step %lld, the end of the %lld steps asked for: nothing left to train (ask for "
+                        "more steps)",
+                        path, (long long)pos.step, (long long)r->total_steps);
+    if (em_checkpoint_load(path, r->m, r->opt, &pos) != EM_OK)
+        return EM_ERR;
+    em_text_windows_position w = {pos.loader.epoch_rng, pos.loader.batches_done};
+    if (em_text_windows_seek(r->windows, &w) != EM_OK)
+        return em_error_prefix("%s: ", path);
+    r->steps = pos.step;
+    r->first_interval = pos.epoch;
+    r->resumed_done = pos.epoch_items;
+    r->resumed_loss_sum = pos.epoch_loss_sum;
+    em_monitor *mon = &r->mon;
+    if (mon->schedule && pos.schedule[0] && em_schedule_load_state(mon->schedule, pos.schedule) != EM_OK)
+        return em_error_prefix("%s: ", path);
+    mon->best_val = pos.best_val;
+    mon->best_epoch = pos.best_epoch;
+    mon->since_best = pos.since_best;
+    mon->correct = pos.epoch_correct;
+    mon->seen = pos.epoch_seen;
+    mon->grad_norms = pos.epoch_grad_norms;
+    mon->grad_norm_sum = pos.epoch_grad_norm_sum;
+    em_st_file *f = em_st_open(path);
+    if (!f)
+        return EM_ERR;
+    int rc = EM_OK;
+    if (mon->best_weights && mon->best_epoch > 0) {
+        int count;
+        const em_named_tensor *state = em_model_state(r->m, &count);
+        int64_t total = 0;
+        for (int i = 0; i < count; i++)
+            total += state[i].tensor->numel;
+        em_tensor *dst = em_tensor_wrap(NULL, 1, &total, mon->best_weights);
+        rc = dst && em_st_load_into(f, "train.best_weights", dst) == EM_OK ? EM_OK : EM_ERR;
+    }
+    /* Carried states, when the run that wrote the checkpoint had some. */
+    for (int i = 0; rc == EM_OK && em_model_carries(r->m) && i < em_model_hidden_count(r->m); i++) {
+        int64_t shape[2];
+        const char *name = em_model_hidden_name(r->m, i, shape);
+        char key[80];
+        snprintf(key, sizeof key, "train.hidden.%s", name);
+        int64_t dims[3] = {shape[0], r->o.train.batch_size, shape[1]};
+        em_tensor *t = em_tensor_empty(NULL, 3, dims);
+        if (!t || em_st_find(f, key) == NULL)
+            continue;
+        rc = em_st_load_into(f, key, t) == EM_OK ? em_model_set_hidden(r->m, name, dims[1], t->data) : EM_ERR;
+    }
+    em_st_close(f);
+    em_step_end();
+    return rc == EM_OK ? EM_OK : em_error_prefix("%s: ", path);
+}
+
 static void print_figures(FILE *out, const char *what, const em_lm_figures *f)
 {
     fprintf(out, "  %s %.4f bits/byte (perplexity %.3f, accuracy %.1f%%)", what, f->bits_per_byte, f->perplexity,
@@ -114,20 +274,32 @@ static void print_figures(FILE *out, const char *what, const em_lm_figures *f)
 static int train_intervals(lm_run *r, em_lm_result *result)
 {
     const int64_t tokens_per_step = r->o.train.batch_size * r->o.seq_len;
-    for (int k = 1; k <= r->intervals; k++) {
-        int64_t n = r->total_steps - r->steps < r->interval ? r->total_steps - r->steps : r->interval;
+    const em_train_opts *t = &r->o.train;
+    for (int k = r->first_interval; k <= r->intervals; k++) {
+        /* Interval k covers steps (k - 1) * interval + 1 ... */
+        int64_t start = (int64_t)(k - 1) * r->interval;
+        int64_t n = r->total_steps - start < r->interval ? r->total_steps - start : r->interval;
         em_model_set_training(r->m, true);
         em_progress_epoch_begin(&r->progress, k);
         double t0 = em_now(), loss_sum = 0.0;
-        int64_t done = 0, correct_before = r->mon.correct, seen_before = r->mon.seen;
-        for (; done < n; done++) {
+        int64_t done = 0, correct_before = 0, seen_before = 0;
+        if (k == r->first_interval && r->resumed_done > 0) {
+            done = r->resumed_done;
+            loss_sum = r->resumed_loss_sum;
+        }
+        while (done < n) {
             float value = 0.0f;
             if (step(r, k, &value) != EM_OK)
                 return EM_ERR;
             loss_sum += value;
-            em_progress_step(&r->progress, done + 1, (done + 1) * tokens_per_step, loss_sum / (double)(done + 1));
+            done++;
+            em_progress_step(&r->progress, done, done * tokens_per_step, loss_sum / (double)done);
+            bool due = t->checkpoint_path && t->checkpoint_every > 0 && r->steps % t->checkpoint_every == 0;
+            if (due && write_checkpoint(r, t->checkpoint_path, k, loss_sum, done, false) != EM_OK)
+                return EM_ERR;
             if (stop_requested(r)) {
-                done++;
+                if (!due && stop_path(r) && write_checkpoint(r, stop_path(r), k, loss_sum, done, false) != EM_OK)
+                    return EM_ERR;
                 r->interrupted = true;
                 break;
             }
@@ -168,6 +340,10 @@ static int train_intervals(lm_run *r, em_lm_result *result)
             fprintf(r->log, "  %.0f tokens/s\n", s.samples_per_second);
             fflush(r->log);
         }
+        bool last = k == r->intervals || r->mon.stop;
+        const char *path = last ? t->checkpoint_path : stop_requested(r) ? stop_path(r) : NULL;
+        if (path && write_checkpoint(r, path, k, 0.0, 0, true) != EM_OK)
+            return EM_ERR;
         if (r->mon.stop || stop_requested(r)) {
             r->interrupted = !r->mon.stop && r->steps < r->total_steps;
             return EM_OK;
@@ -205,9 +381,6 @@ static int check_options(const em_model *m, const em_text *train, const em_text 
                         (long long)o->seq_len, (long long)gpt.context, (long long)gpt.context);
     if (t->validation || t->val_split != 0.0)
         return em_error("train: text is split with em_text_split, not with a validation dataset or val_split");
-    if (t->checkpoint_path || t->resume_path || t->checkpoint_every > 0)
-        return em_error("train: full checkpoints and resuming are not available for text yet (save the weights "
-                        "at the end instead)");
     if (t->unfreeze_after > 0)
         return em_error("train: unfreezing is not available for text");
     if (t->patience > 0 && !val)
@@ -288,6 +461,10 @@ int em_train_lm(em_model *m, const em_text *train, const em_text *val, const em_
     em_progress_init(&r.progress, t->log, t->progress, (int)r.intervals, r.interval, r.interval * t->batch_size * r.o.seq_len);
     r.progress.unit = "interval";
     em_model_set_carry(m, r.o.order == EM_TEXT_SEQUENTIAL && r.o.carry && em_model_has_carry(m));
+    r.first_interval = 1;
+    if (t->resume_path && resume_from(&r, t->resume_path) != EM_OK)
+        goto done;
+    const int64_t steps_before = r.steps;
     if (!r.progress.quiet) {
         char setup[200];
         describe(setup, sizeof setup, &r);
@@ -306,7 +483,8 @@ int em_train_lm(em_model *m, const em_text *train, const em_text *val, const em_
         result->steps = r.steps;
         result->seconds = r.train_seconds;
         result->tokens_per_second =
-            r.train_seconds > 0.0 ? (double)(r.steps * t->batch_size * r.o.seq_len) / r.train_seconds : 0.0;
+            r.train_seconds > 0.0 ? (double)((r.steps - steps_before) * t->batch_size * r.o.seq_len) / r.train_seconds
+                                  : 0.0;
         result->best_evaluation = r.mon.best_epoch;
         result->early_stopped = r.mon.history->early_stopped;
         result->interrupted = r.interrupted;
