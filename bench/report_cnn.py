@@ -163,7 +163,7 @@ def render_w7(rec, header):
                     f"{best['peak_mib']:.1f} MiB)."]
     out += ["", f"Peak resident set size of the whole process (`/usr/bin/time -v`, \"Maximum resident set size\"); "
             f"both processes load Fashion-MNIST and train W2 (Adam lr 1e-3, batch 64, file order): {_w7_scope(rec)}. "
-            "Driver: `bench/w7_memory.py`."]
+            "Both hold the 70k images as bytes (55 MB of each figure). Driver: `bench/w7_memory.py`."]
     return out
 
 

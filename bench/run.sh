@@ -7,6 +7,8 @@
 # Environment: BUILD (build directory, default ./build), PYTHON (default /usr/bin/python3),
 #              REPEAT (runs per side and set-up for the training workloads, default 2),
 #              W6_SECONDS (timing per matrix size and side, default 1),
+#              W2_REPEAT (runs per side, wait policy and set-up for W2, default 1: W2's
+#              epochs keep the workload near 3 minutes on a quiet machine),
 #              W2_STEPS (W2: train this many steps instead of the epoch, for quick checks;
 #              default 0: the whole epoch), W7_STEPS (the same for W7, which then skips
 #              the test pass), W8_RUNS (timed runs of ember in W8, default 50),
@@ -20,6 +22,7 @@ BUILD=${BUILD:-$ROOT/build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 REPEAT=${REPEAT:-2}
 W6_SECONDS=${W6_SECONDS:-1}
+W2_REPEAT=${W2_REPEAT:-1}
 W2_STEPS=${W2_STEPS:-0}
 W7_STEPS=${W7_STEPS:-0}
 W8_RUNS=${W8_RUNS:-50}
@@ -91,8 +94,8 @@ for w in $available; do
     echo "== $w: ember ($prog)" >&2
     case $w in
     w2) # with the OpenMP runtime's default wait policy, then with PyTorch set-up (c)'s
-        "$BUILD/$prog" --repeat "$REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_ember.json"
-        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --steps "$W2_STEPS" \
+        "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_ember.json"
+        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" \
             --json "$OUT/${w}_ember_passive.json" ;;
     w6) "$BUILD/$prog" --seconds "$W6_SECONDS" --json "$OUT/${w}_ember.json" ;;
     w7) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --steps "$W7_STEPS" --outdir "$OUT" ;;
@@ -107,7 +110,7 @@ for w in $available; do
     elif [ -n "$torch_script" ]; then
         echo "== $w: PyTorch ($(basename "$torch_script"), each thread set-up)" >&2
         case $w in
-        w2) "$PYTHON" "$torch_script" --repeat "$REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_torch.json" ;;
+        w2) "$PYTHON" "$torch_script" --repeat "$W2_REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_torch.json" ;;
         w6) "$PYTHON" "$torch_script" --seconds "$W6_SECONDS" --json "$OUT/${w}_torch.json" ;;
         *) "$PYTHON" "$torch_script" --repeat "$REPEAT" --json "$OUT/${w}_torch.json" ;;
         esac
