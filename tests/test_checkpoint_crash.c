@@ -203,8 +203,12 @@ int main(void)
            "%d between a rename and its report; the previous complete checkpoint was readable and whole every "
            "time: %s\n",
            repetitions, 1e3 * write_seconds, mid_write, newer, test_failures == failures_before ? "yes" : "NO");
-    /* The kills must have landed inside writes often enough to mean something. */
-    CHECK_MSG(mid_write >= repetitions / 5, "only %d of %d kills hit a write", mid_write, repetitions);
+    /* The kills must have landed inside writes often enough to mean something. Not in
+     * the sanitizer run (EMBER_QUICK): there the writer's instrumented refill between
+     * writes takes much of its loop and 10 kills hit 1 to 3 writes; the normal build
+     * checks the statistic, the sanitizer run the memory safety. */
+    if (!test_quick())
+        CHECK_MSG(mid_write >= repetitions / 5, "only %d of %d kills hit a write", mid_write, repetitions);
     em_optim_free(opt);
     em_model_free(m);
     rmdir(dir);
