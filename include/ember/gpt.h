@@ -92,8 +92,9 @@ int64_t em_gpt_decoder_refills(const em_gpt_decoder *d);
  * on the names; the causal-mask buffers "h.N.attn.bias" and "h.N.attn.masked_bias" of
  * older files are skipped, since they hold no weights). The configuration comes from
  * the shapes (vocab and width from wte, context from wpe, layers from the h.N blocks,
- * tied when there is no lm_head.weight) and the head count from, in order: the file's
- * ember.model description, a config.json beside the file ("n_head"), or `heads` (> 0).
+ * tied when there is no lm_head.weight) and the head count from, in order: `heads` when
+ * > 0, the file's ember.model description (which then gives the whole model), or a
+ * config.json beside the file ("n_head").
  * Every tensor of the model must be in the file and every tensor of the file must
  * belong to the model: otherwise the message names the missing and the unexpected
  * ones. F16 and BF16 files load too (widened exactly). */
