@@ -1,5 +1,6 @@
 /* A language model's figures on a text: the text is cut into tracks read window by
- * window, and every byte after a track's first is predicted once. A model that carries
+ * window, and each byte is predicted once (but for a track's first, and its last few
+ * when they do not fill a window). A model that carries
  * state sees each track as one continuous text (the best figure it can give); one that
  * does not sees each window afresh. The cross-entropy is summed in double from the
  * logits directly (log-sum-exp per position), so no tape or loss tensor is involved. */
