@@ -19,6 +19,10 @@ static const char *description_of(const char *prefix)
         return "input 4\nembedding 11 5 padding_idx=2\nlstm 6 2 batch_first=false\nlinear 11\n";
     if (strcmp(prefix, "gru") == 0)
         return "input 4\nembedding 11 5\ngru 6 layers=2 batch_first=false\nlinear 11\n";
+    if (strcmp(prefix, "gru_bf") == 0)
+        return "input 4\nembedding 11 5\ngru 6 layers=2\nlinear 11\n";
+    if (strcmp(prefix, "rnn_sf") == 0)
+        return "input 4\nembedding 11 5\nrnn 6 layers=2 batch_first=false\nlinear 11\n";
     return "input 4\nembedding 11 5\nrnn hidden=6 num_layers=2 nonlinearity=relu bias=false\nlinear 11\n";
 }
 
@@ -467,6 +471,8 @@ int main(void)
     test_parity("lstm_sf", false, false);
     test_parity("gru", true, false);
     test_parity("rnn", true, false);
+    test_parity("gru_bf", false, false);
+    test_parity("rnn_sf", true, false);
     test_truncated_bptt();
     test_carry_matches_one_forward("lstm 6 layers=2");
     test_carry_matches_one_forward("gru 5 batch_first=false");
