@@ -22,6 +22,17 @@ def render_w4(rec, header):
         out.append(f"| ember | {e['threads']} threads, defaults; key/value cache | "
                    f"**{e['train_tokens_per_second']:.0f}** | {runs} | **{e['gen_tokens_per_second']:.0f}**, "
                    f"{e['gen_median_tokens_per_second']:.0f} | {e['last_loss']:.4f} |")
+    passive = rec.get("ember_passive")
+    if passive:
+        runs = ", ".join(f"{v:.0f}" for v in passive.get("all_train_tokens_per_second", []))
+        out.append(f"| ember | {passive['threads']} threads, OMP_WAIT_POLICY=PASSIVE | "
+                   f"{passive['train_tokens_per_second']:.0f} | {runs} | {passive['gen_tokens_per_second']:.0f}, "
+                   f"{passive['gen_median_tokens_per_second']:.0f} | {passive['last_loss']:.4f} |")
+        # compared at its faster policy, as PyTorch is at its fastest set-up
+        if not e or passive["train_tokens_per_second"] > e["train_tokens_per_second"]:
+            e = dict(e or passive, train_tokens_per_second=passive["train_tokens_per_second"])
+        if passive["gen_tokens_per_second"] > e["gen_tokens_per_second"]:
+            e = dict(e, gen_tokens_per_second=passive["gen_tokens_per_second"])
     if t:
         best_train = fastest(t, lambda r: r["train_tokens_per_second"])
         best_gen = fastest(t, lambda r: r["gen_tokens_per_second"])
@@ -38,7 +49,7 @@ def render_w4(rec, header):
         if e:
             tr = e["train_tokens_per_second"] / best_train[1]["train_tokens_per_second"]
             gr = e["gen_tokens_per_second"] / best_gen[1]["gen_tokens_per_second"]
-            out += ["", f"ember / fastest PyTorch: training **{tr:.2f}x** (target 1.8x; PyTorch's ({best_train[0]})), "
+            out += ["", f"ember (its faster wait policy) / fastest PyTorch: training **{tr:.2f}x** (target 1.8x; PyTorch's ({best_train[0]})), "
                     f"generation **{gr:.1f}x** (target 40x; PyTorch's ({best_gen[0]}))."]
     out += ["", "Training: AdamW lr 3e-4, weight decay 0.1, batch 16 random windows of 128 bytes of fortunes, "
             "3 untimed warm-up steps then 100 timed ones. Generation: 200 new tokens after a one-byte prompt, "

@@ -97,6 +97,9 @@ for w in $available; do
         "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_ember.json"
         OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" \
             --json "$OUT/${w}_ember_passive.json" ;;
+    w4) # likewise: on a busy machine two threads spinning at OpenMP barriers lose the most
+        "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json"
+        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember_passive.json" ;;
     w6) "$BUILD/$prog" --seconds "$W6_SECONDS" --json "$OUT/${w}_ember.json" ;;
     w7) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --steps "$W7_STEPS" --outdir "$OUT" ;;
     w8) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --runs "$W8_RUNS" --outdir "$OUT" ;;
