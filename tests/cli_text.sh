@@ -112,6 +112,13 @@ expect_text err "tokens/s"
 checks=$((checks + 1))
 [ "$(wc -c <"$TMP/out")" -eq 10 ] || fail "$last: $(wc -c <"$TMP/out") bytes, expected 10"
 
+# the weights on a text: bits per byte of (nearly) every byte
+run eval --weights "$TMP/small.safetensors" --data "text:$TMP/fox.txt" --seq-len 16
+expect_status 0
+expect_text out "$TMP/fox.txt: "
+expect_text out "bits/byte, perplexity"
+expect_text out "bytes predicted; unigram entropy"
+
 # sequential windows with carried state, chunked validation
 run train "$TMP/small.ember" --data "text:$TMP/fox.txt" --seq-len 8 --batch 4 --steps 6 --windows sequential \
     --val-chunk 256 --val-split 0.2 --progress quiet

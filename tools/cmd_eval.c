@@ -26,19 +26,22 @@ int cmd_eval_main(int argc, char **argv, int first)
     const char *weights_path = NULL;
     const char *data_spec = "fashion-mnist";
     int split = 1; /* index into split_names */
-    int64_t batch = 256, threads = 0, label_column = -1;
+    int64_t batch = 256, threads = 0, label_column = -1, seq_len = 64;
 
     args_option options[] = {
         {"weights", ARGS_STRING, "FILE", &weights_path, "safetensors checkpoint to evaluate",
          "required", 0, 0, NULL, false},
         {"data", ARGS_STRING, "SPEC", &data_spec,
-         "data: fashion-mnist, mnist, idx:IMAGES,LABELS or csv:FILE", NULL, 0, 0, NULL, false},
+         "data: fashion-mnist, mnist, idx:IMAGES,LABELS, csv:FILE, or text (a language model): fortunes, "
+         "text:FILE", NULL, 0, 0, NULL, false},
         {"split", ARGS_CHOICE, "test|train", &split, "split of a named dataset", NULL, 0, 0,
          split_names, false},
         {"batch", ARGS_INT, "B", &batch, "examples per forward pass", NULL, 1, 1 << 24, NULL, false},
         {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
         {"label-column", ARGS_INT, "N", &label_column, "CSV column holding the label (0-based)",
          "-1: the last column", -1, 1e6, NULL, false},
+        {"seq-len", ARGS_INT, "T", &seq_len, "text: bytes per window (the state carries across windows)", NULL, 1,
+         1 << 24, NULL, false},
     };
     const char *positionals[1] = {NULL};
     args_spec spec = {
@@ -79,6 +82,22 @@ int cmd_eval_main(int argc, char **argv, int first)
         model_path = weights_path;
     }
 
+    if (em_text_is_spec(data_spec)) {
+        /* The whole text, in bits per byte: --batch tracks read window by window. */
+        em_text *text = em_text_open(data_spec);
+        em_lm_figures f;
+        int rc = text ? em_evaluate_text(model, text, seq_len, batch < 64 ? batch : 64, 0, &f) : EM_ERR;
+        if (rc == EM_OK)
+            printf("%s: %.4f bits/byte, perplexity %.3f, next-byte accuracy %.2f%% (%lld bytes predicted; unigram "
+                   "entropy %.4f bits/byte)\n",
+                   text->source, f.bits_per_byte, f.perplexity, 100.0 * f.accuracy, (long long)f.bytes,
+                   em_text_unigram_bits(text));
+        em_text_free(text);
+        if (rc != EM_OK)
+            goto fail;
+        exit_status = EXIT_OK;
+        goto done;
+    }
     ds = em_dataset_open(data_spec, which, (int)label_column);
     if (!ds)
         goto fail;

@@ -73,8 +73,8 @@ int em_train_lm(em_model *m, const em_text *train, const em_text *val, const em_
 /* Figures of m on a text in evaluation mode without gradients: `batch` tracks of the
  * text read in windows of seq_len (shorter when the text is), each window continuing
  * its track's state when the model carries state: each byte is predicted once, but for
- * the first of each track and the few at a track's end that do not fill a window (the
- * figures say how many were counted). max_bytes > 0 evaluates only the text's first
+ * the first and the few at the end that do not make a whole track (fewer than `batch`;
+ * the figures say how many were counted). max_bytes > 0 evaluates only the text's first
  * max_bytes. The model's carried state is reset afterwards. */
 int em_evaluate_text(em_model *m, const em_text *t, int64_t seq_len, int64_t batch, int64_t max_bytes,
                      em_lm_figures *out);

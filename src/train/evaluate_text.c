@@ -1,6 +1,6 @@
 /* A language model's figures on a text: the text is cut into tracks read window by
- * window, and each byte is predicted once (but for a track's first, and its last few
- * when they do not fill a window). A model that carries
+ * window, and each byte is predicted once (but for the first, and the last few that do
+ * not make a track of their own). A model that carries
  * state sees each track as one continuous text (the best figure it can give); one that
  * does not sees each window afresh. The cross-entropy is summed in double from the
  * logits directly (log-sum-exp per position), so no tape or loss tensor is involved. */
@@ -58,7 +58,8 @@ int em_evaluate_text(em_model *m, const em_text *t, int64_t seq_len, int64_t bat
         batch = DEFAULT_EVAL_BATCH;
     int64_t steps = seq_len < size - 1 ? seq_len : size - 1;
     int64_t tracks = (size - 1) / steps < batch ? (size - 1) / steps : batch;
-    int64_t track = (size - 1) / tracks, windows = track / steps;
+    /* Each track's last window takes what is left of it. */
+    int64_t track = (size - 1) / tracks, windows = (track + steps - 1) / steps;
 
     int32_t *ids = malloc((size_t)(2 * tracks * steps) * sizeof *ids);
     if (!ids)
@@ -73,14 +74,15 @@ int em_evaluate_text(em_model *m, const em_text *t, int64_t seq_len, int64_t bat
     int64_t correct = 0, n = 0;
     int rc = EM_OK;
     for (int64_t k = 0; k < windows && rc == EM_OK; k++) {
+        const int64_t len = k + 1 < windows ? steps : track - k * steps;
         for (int64_t r = 0; r < tracks; r++) {
             const uint8_t *src = t->bytes + r * track + k * steps;
-            for (int64_t i = 0; i < steps; i++) {
-                ids[r * steps + i] = src[i];
-                targets[r * steps + i] = src[i + 1];
+            for (int64_t i = 0; i < len; i++) {
+                ids[r * len + i] = src[i];
+                targets[r * len + i] = src[i + 1];
             }
         }
-        em_tensor *logits = em_forward_tokens(m, ids, tracks, steps);
+        em_tensor *logits = em_forward_tokens(m, ids, tracks, len);
         if (!logits) {
             rc = em_error_prefix("evaluating %s: ", t->source);
         } else {
@@ -90,8 +92,8 @@ int em_evaluate_text(em_model *m, const em_text *t, int64_t seq_len, int64_t bat
                               t->source, em_shape_str(logits), (long long)em_model_vocab_size(m));
             } else {
                 em_tensor *dense = em_contiguous(logits);
-                score(dense->data, tracks * steps, v, targets, &loss_sum, &correct);
-                n += tracks * steps;
+                score(dense->data, tracks * len, v, targets, &loss_sum, &correct);
+                n += tracks * len;
             }
         }
         em_step_end();
