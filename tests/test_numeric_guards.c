@@ -1,7 +1,7 @@
 /* The training loop's numeric guards: a non-finite gradient stops the step before the
  * update (weights unchanged) naming the tensor and element; a NaN loss names the step and
  * where the non-finite values came from; with anomaly detection on, the message names the
- * first op that produced one. */
+ * first op that produced one; the checkpoint left on disk is the last good step's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +122,31 @@ static void test_loss_guard(void)
     em_model_free(m);
 }
 
+/* With a checkpoint every step, the one on disk after a divergence is the last good
+ * step's, and its weights are finite. */
+static void test_last_good_checkpoint(void)
+{
+    data d;
+    make_data(&d, 1e38f);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/guard.safetensors", test_tmpdir());
+    em_model *m = em_model_parse(description, "guard", 5);
+    em_train_opts o = options();
+    o.checkpoint_path = path;
+    o.checkpoint_every = 1;
+    em_train_result r;
+    CHECK(em_train(m, &d.ds, NULL, &o, &r) == EM_ERR);
+    CHECK_ERROR_CONTAINS("training diverged at epoch 1, step 2");
+    em_train_position pos;
+    CHECK_MSG(em_checkpoint_read_position(path, &pos) == EM_OK, "%s", ember_last_error());
+    CHECK(pos.step == 1);
+    em_model *back = em_model_parse(description, "guard", 6);
+    CHECK_MSG(em_load_weights(back, path, false, NULL, NULL) == EM_OK, "%s", ember_last_error());
+    CHECK(all_finite(back));
+    em_model_free(back);
+    em_model_free(m);
+}
+
 /* A parameter holding infinity (from a bad checkpoint, say) is named when the loss
  * goes NaN. */
 static void test_bad_parameter(void)
@@ -156,6 +181,7 @@ int main(void)
 {
     test_gradient_guard();
     test_loss_guard();
+    test_last_good_checkpoint();
     test_bad_parameter();
     test_finite_run();
     em_release_thread_state();
