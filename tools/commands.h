@@ -3,6 +3,9 @@
 #ifndef EMBER_TOOLS_COMMANDS_H
 #define EMBER_TOOLS_COMMANDS_H
 
+/* Makes idle OpenMP workers sleep rather than spin (re-executes the tool once if needed). */
+void cli_apply_spin_policy(char **argv);
+
 int cmd_train_main(int argc, char **argv, int first);
 int cmd_compare_main(int argc, char **argv, int first);
 int cmd_eval_main(int argc, char **argv, int first);

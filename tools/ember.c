@@ -79,6 +79,7 @@ static int help_on(const char *name)
 
 int main(int argc, char **argv)
 {
+    cli_apply_spin_policy(argv);
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;
