@@ -76,6 +76,16 @@ printf 'input 0\nlinear 3\n' >zero_input.ember
 bad "zero input size" 1 "zero_input.ember:1: input: every size must be between 1" train zero_input.ember --data csv:good.csv
 printf 'input 4x-2\nlinear 3\n' >negative_input.ember
 bad "negative input size" 1 "negative_input.ember:1: input: every size must be between 1" train negative_input.ember --data csv:good.csv
+printf 'input 1x4x4\nconv2d 0 3\n' >conv_zero.ember
+bad "zero channels (conv2d)" 1 "conv_zero.ember:2: conv2d: out_channels must be at least 1, got 0" train conv_zero.ember --data csv:good.csv
+printf 'input 1x4x4\nconv2d 2 3 stride=0\n' >conv_stride.ember
+bad "zero stride (conv2d)" 1 "conv_stride.ember:2: conv2d: stride must be at least 1, got 0" train conv_stride.ember --data csv:good.csv
+printf 'input 1x4x4\nmaxpool -2\n' >pool.ember
+bad "negative window (maxpool)" 1 "pool.ember:2: maxpool: kernel_size must be at least 1, got -2" train pool.ember --data csv:good.csv
+printf 'input 1x4x4\nconv2d 2 9\n' >kernel.ember
+bad "kernel larger than the input" 1 "kernel.ember:2: layer 0 (conv2d): the input [1, 4, 4] padded to 4x4 is smaller than the kernel 9x9" train kernel.ember --data csv:good.csv
+printf 'input 4\ndropout 1.5\nlinear 3\n' >dropout.ember
+bad "probability above 1 (dropout)" 1 "dropout.ember:2: dropout: p must be in [0, 1], got 1.5" train dropout.ember --data csv:good.csv
 printf 'input 4\nlinear many\n' >word.ember
 bad "a word for a number" 1 "word.ember:2: linear: out_features must be an integer, got 'many'" train word.ember --data csv:good.csv
 printf 'input 100000\nlinear 100000\n' >huge.ember
