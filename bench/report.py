@@ -17,6 +17,7 @@ import sys
 
 import report_cnn
 import report_gpt
+import report_rnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOMINAL_PEAK = 234.0  # GFLOP/s: 2 cores x 32 flop/cycle x 3.67 GHz (BASELINE.md)
@@ -184,12 +185,14 @@ def render_generic(rec):
 
 RENDERERS = {"w1": render_w1, "w6": render_w6,
              **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_cnn.RENDERERS.items()},
-             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_gpt.RENDERERS.items()}}
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_gpt.RENDERERS.items()},
+             **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_rnn.RENDERERS.items()}}
 
 
 def summary_table(records):
     """One line per workload that has a summary: figure, both sides, ratio, target."""
-    rows = [(rec, report_cnn.summary_row(rec["workload"], rec)) for rec in records]
+    rows = [(rec, report_cnn.summary_row(rec["workload"], rec) or report_rnn.summary_row(rec["workload"], rec))
+            for rec in records]
     rows = [(rec, row) for rec, row in rows if row]
     if not rows:
         return []

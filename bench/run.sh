@@ -97,6 +97,9 @@ for w in $available; do
         "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_ember.json"
         OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$W2_REPEAT" --steps "$W2_STEPS" \
             --json "$OUT/${w}_ember_passive.json" ;;
+    w3) # likewise (the LSTM's steps meet at a barrier per BLAS call and elementwise op)
+        "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json"
+        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember_passive.json" ;;
     w4) # likewise: on a busy machine two threads spinning at OpenMP barriers lose the most
         "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json"
         OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember_passive.json" ;;
