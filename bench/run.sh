@@ -12,6 +12,7 @@
 #              W2_STEPS (W2: train this many steps instead of the epoch, for quick checks;
 #              default 0: the whole epoch), W7_STEPS (the same for W7, which then skips
 #              the test pass), W8_RUNS (timed runs of ember in W8, default 50),
+#              W4_STEPS (W4: timed training steps per run, default 100; fewer for quick checks),
 #              QUIET_WAIT (wait up to this many seconds before each workload for the
 #              1-minute load average to drop below 0.5; default 0: don't wait),
 #              RESULTS (output file, default bench/RESULTS.md).
@@ -24,6 +25,7 @@ REPEAT=${REPEAT:-2}
 W6_SECONDS=${W6_SECONDS:-1}
 W2_REPEAT=${W2_REPEAT:-1}
 W2_STEPS=${W2_STEPS:-0}
+W4_STEPS=${W4_STEPS:-100}
 W7_STEPS=${W7_STEPS:-0}
 W8_RUNS=${W8_RUNS:-50}
 QUIET_WAIT=${QUIET_WAIT:-0}
@@ -101,8 +103,9 @@ for w in $available; do
         "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json"
         OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember_passive.json" ;;
     w4) # likewise: on a busy machine two threads spinning at OpenMP barriers lose the most
-        "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember.json"
-        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --json "$OUT/${w}_ember_passive.json" ;;
+        "$BUILD/$prog" --repeat "$REPEAT" --steps "$W4_STEPS" --json "$OUT/${w}_ember.json"
+        OMP_WAIT_POLICY=PASSIVE "$BUILD/$prog" --repeat "$REPEAT" --steps "$W4_STEPS" \
+            --json "$OUT/${w}_ember_passive.json" ;;
     w6) "$BUILD/$prog" --seconds "$W6_SECONDS" --json "$OUT/${w}_ember.json" ;;
     w7) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --steps "$W7_STEPS" --outdir "$OUT" ;;
     w8) "$PYTHON" "$ROOT/bench/$prog.py" --build "$BUILD" --runs "$W8_RUNS" --outdir "$OUT" ;;
@@ -117,6 +120,7 @@ for w in $available; do
         echo "== $w: PyTorch ($(basename "$torch_script"), each thread set-up)" >&2
         case $w in
         w2) "$PYTHON" "$torch_script" --repeat "$W2_REPEAT" --steps "$W2_STEPS" --json "$OUT/${w}_torch.json" ;;
+        w4) "$PYTHON" "$torch_script" --repeat "$REPEAT" --steps "$W4_STEPS" --json "$OUT/${w}_torch.json" ;;
         w6) "$PYTHON" "$torch_script" --seconds "$W6_SECONDS" --json "$OUT/${w}_torch.json" ;;
         *) "$PYTHON" "$torch_script" --repeat "$REPEAT" --json "$OUT/${w}_torch.json" ;;
         esac
