@@ -51,8 +51,9 @@ def render_w4(rec, header):
             gr = e["gen_tokens_per_second"] / best_gen[1]["gen_tokens_per_second"]
             out += ["", f"ember (its faster wait policy) / fastest PyTorch: training **{tr:.2f}x** (target 1.8x; PyTorch's ({best_train[0]})), "
                     f"generation **{gr:.1f}x** (target 40x; PyTorch's ({best_gen[0]}))."]
+    steps = (rec.get("ember") or rec.get("ember_passive") or {}).get("steps", 100)
     out += ["", "Training: AdamW lr 3e-4, weight decay 0.1, batch 16 random windows of 128 bytes of fortunes, "
-            "3 untimed warm-up steps then 100 timed ones. Generation: 200 new tokens after a one-byte prompt, "
+            f"3 untimed warm-up steps then {steps} timed ones{'' if steps == 100 else ' (W4_STEPS; W4 is 100)'}. Generation: 200 new tokens after a one-byte prompt, "
             "batch 1, temperature 1; ember through its key/value cache (one re-prefill of 64 positions when the "
             "context fills), PyTorch recomputing the cropped context for every token. W4 is untied: 875,264 "
             "parameters on both sides."]
