@@ -53,7 +53,8 @@ void em_gpt_describe(const em_gpt_config *config, char *buf, size_t size);
 /* ---- generation with a key/value cache (src/nn/gpt_decode.c) ----------------------
  * A decoder keeps each layer's keys and values of one sequence, so that a new token
  * costs one position instead of a pass over the whole context. It runs without
- * gradients and allocates only when created. The logits it gives equal, bit for bit,
+ * gradients and takes memory from the system only when created; each feed or push
+ * ends the current step (em_step_end), so call them between training steps. The logits it gives equal, bit for bit,
  * those of em_forward over the same tokens in evaluation mode without gradients. It
  * keeps the weights packed as they were when it was made: make a new decoder after the
  * weights change. */
