@@ -191,9 +191,10 @@ RENDERERS = {"w1": render_w1, "w6": render_w6,
 
 def summary_table(records):
     """One line per workload that has a summary: figure, both sides, ratio, target."""
-    rows = [(rec, report_cnn.summary_row(rec["workload"], rec) or report_rnn.summary_row(rec["workload"], rec))
-            for rec in records]
-    rows = [(rec, row) for rec, row in rows if row]
+    rows = []
+    for rec in records:
+        row = report_cnn.summary_row(rec["workload"], rec) or report_rnn.summary_row(rec["workload"], rec)
+        rows += [(rec, row)] if row else [(rec, r) for r in report_gpt.summary_rows(rec["workload"], rec)]
     if not rows:
         return []
     out = ["| workload | figure | ember | PyTorch (fastest set-up) | ember is | target | met | command |",
