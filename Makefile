@@ -61,7 +61,7 @@ bench:
 
 # Regenerates tests/fixtures from PyTorch (needs python3-torch).
 fixtures:
-	/usr/bin/python3 tests/make_fixtures.py tests/fixtures
+	cd tests/fixtures && for g in gen_*.py; do /usr/bin/python3 $$g || exit 1; done
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
