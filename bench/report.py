@@ -189,11 +189,51 @@ RENDERERS = {"w1": render_w1, "w6": render_w6,
              **{w: (lambda rec, fn=fn: fn(rec, header)) for w, fn in report_rnn.RENDERERS.items()}}
 
 
+W1_TARGET = 1.25      # ember's epoch at least 1.25x as fast as PyTorch's fastest set-up
+W6_TARGET = 0.85      # at least 85% of the nominal peak at every n >= 512
+
+
+def summary_w1(rec):
+    e, t = rec.get("ember"), rec.get("torch")
+    if not e or not t:
+        return None
+    setup, best = fastest_torch(t, lambda r: r["seconds"], True)
+    ratio = best["seconds"] / e["seconds"]
+    return {"figure": "s/epoch", "ember": f"{e['seconds']:.2f}", "torch": f"({setup}) {best['seconds']:.2f}",
+            "ratio": ratio, "target": f">= {W1_TARGET}x the speed", "met": ratio >= W1_TARGET}
+
+
+def summary_w6(rec):
+    e, t = rec.get("ember"), rec.get("torch")
+    if not e:
+        return None
+    big = [s for s in e["sizes"] if s["n"] >= 512]
+    if not big:
+        return None
+    worst = min(s["ember_median"] for s in big)
+    row = {"figure": "GFLOP/s, n >= 512 (lowest median)", "ember": f"{worst:.1f} ({100 * worst / NOMINAL_PEAK:.0f}% of peak)",
+           "torch": "", "ratio": float("nan"), "target": f">= {100 * W6_TARGET:.0f}% of {NOMINAL_PEAK:.0f} GFLOP/s",
+           "met": worst >= W6_TARGET * NOMINAL_PEAK}
+    if t:
+        def score(r):
+            sizes = [x["median"] for x in r["sizes"] if x["n"] >= 512]
+            return min(sizes) if sizes else 0.0
+        setup, best = fastest_torch(t, score, False)
+        row["torch"] = f"({setup}) {score(best):.1f}"
+        row["ratio"] = worst / score(best)
+    return row
+
+
+MY_SUMMARIES = {"w1": summary_w1, "w6": summary_w6}
+
+
 def summary_table(records):
     """One line per workload that has a summary: figure, both sides, ratio, target."""
     rows = []
     for rec in records:
-        row = report_cnn.summary_row(rec["workload"], rec) or report_rnn.summary_row(rec["workload"], rec)
+        mine = MY_SUMMARIES.get(rec["workload"])
+        row = ((mine(rec) if mine else None) or report_cnn.summary_row(rec["workload"], rec)
+               or report_rnn.summary_row(rec["workload"], rec))
         rows += [(rec, row)] if row else [(rec, r) for r in report_gpt.summary_rows(rec["workload"], rec)]
     if not rows:
         return []
