@@ -138,7 +138,8 @@ static int carried_states(lm_run *r, em_named_tensor *out, char (*names)[80], in
         if (em_model_get_hidden(r->m, name, dims[1], t->data) != EM_OK)
             continue; /* nothing carried yet (a restart or an evaluation reset it) */
         snprintf(names[n], sizeof names[n], "train.hidden.%s", name);
-        out[n++] = (em_named_tensor){names[n - 1], t, true};
+        out[n] = (em_named_tensor){names[n], t, true};
+        n++;
     }
     return n;
 }
