@@ -187,6 +187,9 @@ static void test_c_api_errors(void)
     CHECK_ERROR_CONTAINS("[2, 784] does not fit the model's input [N, 1, 28, 28]");
     CHECK_ERROR_CONTAINS("reshape");
     CHECK(em_forward(m, em_tensor_zeros2(NULL, 2, 785)) == NULL);
+    /* the whole message, so that a stray bracket in the shapes shows */
+    CHECK_MSG(strcmp(ember_last_error(), "em_forward: input [2, 785] does not fit the model's input [N, 1, 28, 28]") == 0,
+              "got \"%s\"", ember_last_error());
     CHECK(em_forward(m, NULL) == NULL);
     em_step_end();
     em_model_free(m);

@@ -232,7 +232,7 @@ em_tensor *em_forward(em_model *m, em_tensor *x)
     if (!shape_matches(m, x)) {
         int64_t want = em_shape_numel(m->input.ndim, m->input.dim);
         int64_t got = x->ndim >= 1 ? x->numel / x->shape[0] : 0;
-        em_error("em_forward: input %s does not fit the model's input [N, %s]%s", em_shape_str(x),
+        em_error("em_forward: input %s does not fit the model's input [N, %s%s", em_shape_str(x),
                  em_dims_str(m->input.ndim, m->input.dim) + 1,
                  got == want ? " (same size per example: reshape the data, e.g. with "
                                "em_dataset_set_item_shape, or change the 'input' line)"
