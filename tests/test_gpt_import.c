@@ -156,6 +156,18 @@ static void test_hugging_face_file(void)
     CHECK(em_gpt_load(broken, 2, 1) == NULL);
     CHECK_ERROR_CONTAINS("h.1.mlp.c_fc.weight");
     CHECK_ERROR_CONTAINS("[64, 16]");
+    {
+        /* the whole message: the file once, the tensor, the file's shape and the model's */
+        em_gpt_config read_as;
+        CHECK(em_model_gpt_config(m, &read_as) == EM_OK);
+        char line[256], expected[1536];
+        em_gpt_describe(&read_as, line, sizeof line);
+        snprintf(expected, sizeof expected,
+                 "%s: tensor 'h.1.mlp.c_fc.weight' has shape [64, 16] in the file but [16, 64] in the model (%s)",
+                 broken, line);
+        CHECK_MSG(strcmp(ember_last_error(), expected) == 0, "got \"%s\"\n  expected \"%s\"", ember_last_error(),
+                  expected);
+    }
 
     /* not GPT-2 at all */
     em_model *mlp = em_model_parse("input 4\nlinear 3\n", "mlp", 1);

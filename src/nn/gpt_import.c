@@ -159,6 +159,25 @@ static int check_names(const em_st_file *f, const char *path, const em_model *m)
     return em_error("%s does not hold the tensors of a GPT-2 model (read as '%s'):%s", path, line, what);
 }
 
+/* A tensor of the file that the model reads with another shape: the configuration the
+ * model was built with says what was expected (a wrong head count or config.json, say). */
+static int check_shape(const em_st_file *f, const char *path, const em_model *m, const char *name,
+                       const em_tensor *t)
+{
+    const em_st_entry *e = find_tensor(f, name);
+    bool same = e->ndim == t->ndim;
+    for (int d = 0; same && d < e->ndim; d++)
+        same = e->shape[d] == t->shape[d];
+    if (same)
+        return EM_OK;
+    em_gpt_config c;
+    char line[256] = "";
+    if (em_model_gpt_config(m, &c) == EM_OK)
+        em_gpt_describe(&c, line, sizeof line);
+    return em_error("%s: tensor '%s' has shape %s in the file but %s in the model (%s)", path, e->name,
+                    em_dims_str(e->ndim, e->shape), em_shape_str(t), line);
+}
+
 static em_model *load_file(em_st_file *f, const char *path, int64_t heads, uint64_t seed)
 {
     const char *description = em_st_metadata(f, "ember.model");
@@ -204,10 +223,15 @@ static em_model *load_file(em_st_file *f, const char *path, int64_t heads, uint6
     }
     int count;
     const em_named_tensor *state = em_model_state(m, &count);
+    for (int i = 0; i < count; i++)
+        if (check_shape(f, path, m, state[i].name, state[i].tensor) != EM_OK) {
+            em_model_free(m);
+            return NULL;
+        }
     for (int i = 0; i < count; i++) {
         const em_st_entry *e = find_tensor(f, state[i].name);
+        /* em_st_load_into's messages name the file already */
         if (em_st_load_into(f, e->name, state[i].tensor) != EM_OK) {
-            em_error_prefix("%s: ", path);
             em_model_free(m);
             return NULL;
         }
