@@ -88,3 +88,43 @@ int cli_check_writable(const char *option, const char *path)
                         strerror(errno));
     return EM_OK;
 }
+
+int cli_open_data(const char *data_spec, const char *test_spec, int label_column, bool test_required,
+                  em_dataset **train, em_dataset **test)
+{
+    *test = NULL;
+    *train = em_dataset_open(data_spec, EM_SPLIT_TRAIN, label_column);
+    if (!*train)
+        return EM_ERR;
+    if (test_spec)
+        *test = em_dataset_open(test_spec, EM_SPLIT_TEST, label_column);
+    else if (!cli_spec_is_file(data_spec))
+        *test = em_dataset_open(data_spec, EM_SPLIT_TEST, label_column);
+    else if (test_required)
+        return em_error("%s has no test split: give --test-data", data_spec);
+    else
+        return EM_OK;
+    return *test ? EM_OK : EM_ERR;
+}
+
+int cli_check_outputs(const em_train_opts *o)
+{
+    if ((o->save_path && cli_check_writable("save", o->save_path) != EM_OK) ||
+        (o->plot_path && cli_check_writable("plot", o->plot_path) != EM_OK) ||
+        (o->metrics_path && cli_check_writable("metrics", o->metrics_path) != EM_OK) ||
+        (o->checkpoint_path && cli_check_writable("checkpoint", o->checkpoint_path) != EM_OK))
+        return EM_ERR;
+    return EM_OK;
+}
+
+void cli_report_outputs(const em_train_opts *o)
+{
+    if (o->checkpoint_path)
+        printf("checkpoint %s\n", o->checkpoint_path);
+    if (o->save_path)
+        printf("saved %s\n", o->save_path);
+    if (o->plot_path)
+        printf("plotted %s\n", o->plot_path);
+    if (o->metrics_path)
+        printf("metrics in %s\n", o->metrics_path);
+}

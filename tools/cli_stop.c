@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "args.h"
+#include "cli_common.h"
+
 static volatile sig_atomic_t stop_flag;
 static volatile sig_atomic_t stop_signal;
 static struct sigaction previous_int, previous_term;
@@ -61,4 +64,20 @@ int cli_report_stop(const em_train_result *result, const char *checkpoint_path)
                (long long)result->steps, path, path);
     fflush(stdout);
     return sig ? 128 + sig : 0;
+}
+
+int cli_train_stoppable(em_model *m, const em_dataset *train, const em_dataset *test, em_train_opts *o,
+                        em_train_result *result)
+{
+    memset(result, 0, sizeof *result);
+    o->stop_requested = cli_stop_install();
+    int trained = em_train(m, train, test, o, result);
+    cli_stop_restore();
+    if (trained != EM_OK) {
+        fflush(stdout);
+        return cli_library_error();
+    }
+    if (result->interrupted)
+        return cli_report_stop(result, o->checkpoint_path);
+    return -1;
 }

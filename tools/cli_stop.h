@@ -25,4 +25,10 @@ const char *cli_stop_signal_name(int sig);
  * how to continue; returns the exit status (128 + signal, or 0 after --max-steps). */
 int cli_report_stop(const em_train_result *result, const char *checkpoint_path);
 
+/* em_train with the handlers installed for its duration. Returns -1 when training ran
+ * to its end, or the exit status to end with: that of a library error (printed) or of
+ * a stop (reported by cli_report_stop). */
+int cli_train_stoppable(em_model *m, const em_dataset *train, const em_dataset *test, em_train_opts *o,
+                        em_train_result *result);
+
 #endif

@@ -3,15 +3,48 @@
 #include <math.h>
 #include <string.h>
 
+#include "cli_stop.h"
+
 static const char *const every_names[] = {"auto", "epoch", "step", NULL};
 enum { EVERY_AUTO = 0, EVERY_EPOCH, EVERY_STEP };
+
+int cli_run_check(const cli_run_options *r, const args_spec *spec)
+{
+    if (r->checkpoint_every > 0 && !r->checkpoint_path)
+        return args_usage_error(spec, "--checkpoint-every needs --checkpoint FILE");
+    return -1;
+}
+
+void cli_run_apply(const cli_run_options *r, em_train_opts *o)
+{
+    em_set_num_threads((int)r->threads);
+    o->epochs = (int)r->epochs;
+    o->batch_size = r->batch;
+    o->seed = (uint64_t)r->seed;
+    o->progress = (em_progress_mode)r->progress;
+    o->log = stdout;
+    o->save_path = r->save_path;
+    o->checkpoint_path = r->checkpoint_path;
+    o->checkpoint_every = r->checkpoint_every;
+    o->resume_path = r->resume_path;
+    o->max_steps = r->max_steps;
+    o->interrupt_path = CLI_INTERRUPT_CHECKPOINT;
+}
+
+const char *const cli_progress_names[] = {"auto", "bar", "lines", "quiet", NULL};
+
+void cli_optimizer_names(const char *names[EM_OPTIM_KIND_COUNT + 1])
+{
+    for (int k = 0; k < EM_OPTIM_KIND_COUNT; k++)
+        names[k] = em_optim_name((em_optim_kind)k);
+    names[EM_OPTIM_KIND_COUNT] = NULL;
+}
 
 void cli_training_init(cli_training *t)
 {
     memset(t, 0, sizeof *t);
     t->optimizer = EM_OPTIM_SGD;
-    for (int k = 0; k < EM_OPTIM_KIND_COUNT; k++)
-        t->optimizer_names[k] = em_optim_name((em_optim_kind)k);
+    cli_optimizer_names(t->optimizer_names);
     for (int k = 0; k < EM_SCHEDULE_KIND_COUNT; k++)
         t->schedule_names[k] = em_schedule_name((em_schedule_kind)k);
     snprintf(t->lr_default, sizeof t->lr_default, "%g for sgd, adagrad and rmsprop, %g for adam and adamw",
@@ -24,7 +57,8 @@ void cli_training_init(cli_training *t)
     t->plateau_patience = s.patience;
 }
 
-int cli_optimizer_options(cli_training *t, args_option *out)
+/* Appends the entries (CLI_OPTIMIZER_OPTIONS) and returns how many. */
+static int optimizer_options(cli_training *t, args_option *out)
 {
     const args_option options[] = {
         {"optimizer", ARGS_CHOICE, "NAME", &t->optimizer, "sgd, adam, adagrad, rmsprop or adamw (PyTorch's rules)",
@@ -56,7 +90,8 @@ int cli_optimizer_options(cli_training *t, args_option *out)
     return n;
 }
 
-int cli_regularisation_options(cli_training *t, args_option *out)
+/* Appends the entries (CLI_REGULARISATION_OPTIONS) and returns how many. */
+static int regularisation_options(cli_training *t, args_option *out)
 {
     const args_option options[] = {
         {"no-decay-bias-norm", ARGS_FLAG, NULL, &t->no_decay_bias_norm,
@@ -103,6 +138,17 @@ int cli_regularisation_options(cli_training *t, args_option *out)
     };
     int n = (int)(sizeof options / sizeof options[0]);
     memcpy(out, options, sizeof options);
+    return n;
+}
+
+int cli_training_table(cli_training *t, const args_option *own, int n_own, bool with_optimizer,
+                       args_option *out)
+{
+    memcpy(out, own, (size_t)n_own * sizeof *own);
+    int n = n_own;
+    if (with_optimizer)
+        n += optimizer_options(t, out + n);
+    n += regularisation_options(t, out + n);
     return n;
 }
 

@@ -1,7 +1,9 @@
-/* The training options that `ember train` and `ember compare` share: the optimizer and
- * its hyperparameters, parameter groups, the learning-rate schedule, gradient clipping,
- * the validation split and early stopping. Each command adds the entries to its option
- * table, parses, then applies them to an em_train_opts. */
+/* The options of the training commands. All three (`ember train`, `ember finetune`,
+ * `ember compare`) keep a run's budget, seed, threads, progress and files in a
+ * cli_run_options. `ember train` and `ember compare` also share the optimizer and its
+ * hyperparameters, parameter groups, the learning-rate schedule, gradient clipping, the
+ * validation split and early stopping: each builds its option table with
+ * cli_training_table, parses, then applies them to an em_train_opts. */
 #ifndef EMBER_TOOLS_CLI_TRAINING_H
 #define EMBER_TOOLS_CLI_TRAINING_H
 
@@ -9,7 +11,7 @@
 #include "ember.h"
 
 #define CLI_MAX_GROUPS 16
-/* Entries cli_optimizer_options and cli_regularisation_options may add. */
+/* Entries the optimizer's and the regularisation's options add to a table. */
 #define CLI_OPTIMIZER_OPTIONS 14
 #define CLI_REGULARISATION_OPTIONS 16
 
@@ -35,11 +37,35 @@ typedef struct cli_training {
     char group_text[1024];
 } cli_training;
 
+/* What every training command takes besides the optimizer and the regularisation: the
+ * budget, the seed, the threads, the progress display and the run's files. Each command
+ * has its own option entries (with its own help) pointing into it. */
+typedef struct cli_run_options {
+    int64_t epochs, batch, seed, threads;
+    int progress;
+    const char *save_path, *checkpoint_path, *resume_path;
+    int64_t checkpoint_every, max_steps;
+} cli_run_options;
+
+/* After args_parse: -1 to go on, or the exit status of a usage error it printed. */
+int cli_run_check(const cli_run_options *r, const args_spec *spec);
+/* Sets the thread count and fills o from r; the log goes to stdout, and a stop without
+ * --checkpoint writes CLI_INTERRUPT_CHECKPOINT. */
+void cli_run_apply(const cli_run_options *r, em_train_opts *o);
+
+/* The choices of --progress, in em_progress_mode's order. */
+extern const char *const cli_progress_names[];
+
+/* The optimizers' names in em_optim_kind's order, NULL-terminated: --optimizer's choices. */
+void cli_optimizer_names(const char *names[EM_OPTIM_KIND_COUNT + 1]);
+
 void cli_training_init(cli_training *t);
-/* Appends the entries (at most CLI_OPTIMIZER_OPTIONS) and returns how many. */
-int cli_optimizer_options(cli_training *t, args_option *out);
-/* Appends the entries (at most CLI_REGULARISATION_OPTIONS) and returns how many. */
-int cli_regularisation_options(cli_training *t, args_option *out);
+/* A command's option table: its own n_own entries, then the optimizer's (when
+ * with_optimizer) and the regularisation's. out holds n_own + CLI_OPTIMIZER_OPTIONS +
+ * CLI_REGULARISATION_OPTIONS entries (less CLI_OPTIMIZER_OPTIONS without the
+ * optimizer); returns how many it filled. */
+int cli_training_table(cli_training *t, const args_option *own, int n_own, bool with_optimizer,
+                       args_option *out);
 /* After args_parse: checks the options against each other and fills o (its optimizer
  * too when with_optimizer). Returns -1 to go on, or the exit status of a usage error
  * it printed. */

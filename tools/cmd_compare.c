@@ -218,7 +218,8 @@ int cmd_compare_main(int argc, char **argv, int first)
     const char *data_spec = "fashion-mnist", *test_spec = NULL, *out_dir = NULL;
     const char *optimizers = NULL, *activations = NULL, *models = NULL, *train_sizes = NULL;
     const char *lr_text = NULL, *optimizer_name = "adam";
-    int64_t epochs = 5, batch = 64, seed = 0, threads = 1, label_column = -1, subset = 20000, steps = 0;
+    int64_t label_column = -1, subset = 20000, steps = 0;
+    cli_run_options run = {.epochs = 5, .batch = 64, .threads = 1, .progress = EM_PROGRESS_QUIET};
     double weight_decay = 0, target_loss = 0.5;
     cli_training training;
     cli_training_init(&training);
@@ -242,11 +243,11 @@ int cmd_compare_main(int argc, char **argv, int first)
         {"train-subset", ARGS_INT, "N", &subset,
          "train on a seeded random subset of N examples (0: all); the validation split comes out of it", NULL, 0,
          1e12, NULL, false},
-        {"epochs", ARGS_INT, "N", &epochs, "epochs per run", NULL, 1, 1e6, NULL, false},
+        {"epochs", ARGS_INT, "N", &run.epochs, "epochs per run", NULL, 1, 1e6, NULL, false},
         {"steps", ARGS_INT, "N", &steps,
          "learning curves: optimizer steps per run, in whole epochs",
          "--epochs over the largest size, 2 epochs unless given", 0, 1e12, NULL, false},
-        {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
+        {"batch", ARGS_INT, "B", &run.batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
         {"optimizer", ARGS_STRING, "NAME", &optimizer_name,
          "the optimizer of every run when the optimizer is not what varies", NULL, 0, 0, NULL, false},
         {"lr", ARGS_STRING, "X|NAME=X,...", &lr_text,
@@ -256,17 +257,16 @@ int cmd_compare_main(int argc, char **argv, int first)
          NULL, false},
         {"target-loss", ARGS_FLOAT, "X", &target_loss, "report the steps each run takes to a training loss of X",
          NULL, 1e-9, 1e9, NULL, false},
-        {"seed", ARGS_INT, "S", &seed, "seed of the initial weights, the subset, the split and the data order",
+        {"seed", ARGS_INT, "S", &run.seed, "seed of the initial weights, the subset, the split and the data order",
          NULL, 0, 9e18, NULL, false},
-        {"threads", ARGS_INT, "T", &threads, "worker threads of each run (0: one per core)", NULL, 0, 4096, NULL,
+        {"threads", ARGS_INT, "T", &run.threads, "worker threads of each run (0: one per core)", NULL, 0, 4096, NULL,
          false},
         {"out", ARGS_STRING, "DIR", &out_dir, "directory of the report, its plot and the runs' files",
          "compare-<what varies>", 0, 0, NULL, false},
     };
     enum { N_COMMON = (int)(sizeof common / sizeof common[0]) };
     args_option options[N_COMMON + CLI_REGULARISATION_OPTIONS];
-    memcpy(options, common, sizeof common);
-    int n_options = N_COMMON + cli_regularisation_options(&training, options + N_COMMON);
+    int n_options = cli_training_table(&training, common, N_COMMON, false, options);
     /* The validation split is on by default here: the report is about it. */
     for (int i = N_COMMON; i < n_options; i++)
         if (strcmp(options[i].name, "val-split") == 0)
@@ -359,7 +359,7 @@ int cmd_compare_main(int argc, char **argv, int first)
             subset = 0;
         /* Two epochs over the largest size: the learning curve's runs are many. */
         if (!args_given(&spec, "epochs"))
-            epochs = 2;
+            run.epochs = 2;
     }
     if (steps > 0 && !train_sizes)
         return args_usage_error(&spec, "--steps goes with --train-sizes (other comparisons use --epochs)");
@@ -367,7 +367,7 @@ int cmd_compare_main(int argc, char **argv, int first)
     compare_job job;
     memset(&job, 0, sizeof job);
     job.lr_all = NAN;
-    job.seed = (uint64_t)seed;
+    job.seed = (uint64_t)run.seed;
     static char lr_copy[1024];
     if (lr_text) {
         snprintf(lr_copy, sizeof lr_copy, "%s", lr_text);
@@ -395,11 +395,7 @@ int cmd_compare_main(int argc, char **argv, int first)
     status = cli_training_apply(&training, &spec, false, &base);
     if (status >= 0)
         return status;
-    base.epochs = (int)epochs;
-    base.batch_size = batch;
-    base.seed = (uint64_t)seed;
-    base.progress = EM_PROGRESS_QUIET;
-    base.log = stdout;
+    cli_run_apply(&run, &base);
     job.base = base;
     job.data_spec = data_spec;
 
@@ -410,7 +406,6 @@ int cmd_compare_main(int argc, char **argv, int first)
         out_dir = default_out;
     }
     job.out_dir = out_dir;
-    em_set_num_threads((int)threads);
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *all_train = NULL, *train = NULL, *test = NULL;
@@ -419,19 +414,10 @@ int cmd_compare_main(int argc, char **argv, int first)
     snprintf(runs_dir, sizeof runs_dir, "%s/runs", out_dir);
     if (!runs || make_dir(out_dir) != EM_OK || make_dir(runs_dir) != EM_OK)
         goto fail;
-    all_train = em_dataset_open(data_spec, EM_SPLIT_TRAIN, (int)label_column);
-    if (!all_train)
-        goto fail;
-    if (test_spec)
-        test = em_dataset_open(test_spec, EM_SPLIT_TEST, (int)label_column);
-    else if (!cli_spec_is_file(data_spec))
-        test = em_dataset_open(data_spec, EM_SPLIT_TEST, (int)label_column);
-    else
-        em_error("%s has no test split: give --test-data", data_spec);
-    if (!test)
+    if (cli_open_data(data_spec, test_spec, (int)label_column, true, &all_train, &test) != EM_OK)
         goto fail;
     if (subset > 0 && subset < all_train->count) {
-        train = em_dataset_sample(all_train, subset, (uint64_t)seed);
+        train = em_dataset_sample(all_train, subset, (uint64_t)run.seed);
         if (!train)
             goto fail;
     }
@@ -445,7 +431,7 @@ int cmd_compare_main(int argc, char **argv, int first)
     }
     if (setup.axis == EM_COMPARE_TRAIN_SIZES) {
         int64_t largest = setup.sizes[setup.n_sizes - 1];
-        job.steps_budget = steps > 0 ? steps : epochs * ((largest + batch - 1) / batch);
+        job.steps_budget = steps > 0 ? steps : run.epochs * ((largest + run.batch - 1) / run.batch);
     }
 
     /* The set-up, in the report's words. */
@@ -455,10 +441,10 @@ int cmd_compare_main(int argc, char **argv, int first)
     char budget[256];
     if (setup.axis == EM_COMPARE_TRAIN_SIZES)
         snprintf(budget, sizeof budget, "about %lld optimizer steps per run (whole epochs) in batches of %lld",
-                 (long long)job.steps_budget, (long long)batch);
+                 (long long)job.steps_budget, (long long)run.batch);
     else
-        snprintf(budget, sizeof budget, "%lld epoch%s in batches of %lld", (long long)epochs, epochs == 1 ? "" : "s",
-                 (long long)batch);
+        snprintf(budget, sizeof budget, "%lld epoch%s in batches of %lld", (long long)run.epochs,
+                 run.epochs == 1 ? "" : "s", (long long)run.batch);
     char optimizer_text[192] = "";
     if (setup.axis != EM_COMPARE_OPTIMIZERS) {
         em_optim_opts po = compare_preset_options(job.preset);
@@ -473,7 +459,7 @@ int cmd_compare_main(int argc, char **argv, int first)
              "Data: %s, %lld training examples%s; test set: %lld examples. Budget: %s. Seed %lld: every run starts "
              "from the same weights and sees the same examples in the same order.%s Run with %d thread%s.",
              data_spec, (long long)pool->count, pool != all_train ? " (a seeded random subset)" : "",
-             (long long)test->count, budget, (long long)seed, optimizer_text, em_num_threads(),
+             (long long)test->count, budget, (long long)run.seed, optimizer_text, em_num_threads(),
              em_num_threads() == 1 ? "" : "s");
     if (regularisation[0]) {
         size_t len = strlen(setup_text);
@@ -529,8 +515,8 @@ int cmd_compare_main(int argc, char **argv, int first)
         }
     } else {
         for (int k = 0; k < setup.n_sizes; k++) {
-            em_dataset *sample = setup.sizes[k] < pool->count ? em_dataset_sample(pool, setup.sizes[k], (uint64_t)seed)
-                                                              : NULL;
+            em_dataset *sample =
+                setup.sizes[k] < pool->count ? em_dataset_sample(pool, setup.sizes[k], (uint64_t)run.seed) : NULL;
             if (setup.sizes[k] < pool->count && !sample)
                 goto fail;
             for (int i = 0; i < setup.n_models; i++, n_runs++) {

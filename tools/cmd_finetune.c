@@ -10,10 +10,9 @@
 #include "args.h"
 #include "cli_common.h"
 #include "cli_stop.h"
+#include "cli_training.h"
 #include "commands.h"
 #include "ember.h"
-
-static const char *const progress_names[] = {"auto", "bar", "lines", "quiet", NULL};
 
 static const char finetune_details[] =
     "Loads the tensors of FILE into MODEL by name (PyTorch state_dict names: a\n"
@@ -108,17 +107,13 @@ int cmd_finetune_main(int argc, char **argv, int first)
     double unfreeze_lr = 0;
     bool strict = false;
     const char *data_spec = "fashion-mnist", *test_spec = NULL;
-    int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
+    int64_t label_column = -1;
     int optimizer = EM_OPTIM_SGD;
     double lr = 0, momentum = 0, weight_decay = 0;
-    const char *save_path = NULL, *checkpoint_path = NULL, *resume_path = NULL;
-    int64_t checkpoint_every = 0;
-    int progress = EM_PROGRESS_AUTO;
+    cli_run_options run = {.epochs = 1, .batch = 64, .progress = EM_PROGRESS_AUTO};
 
     const char *optimizer_names[EM_OPTIM_KIND_COUNT + 1];
-    for (int k = 0; k < EM_OPTIM_KIND_COUNT; k++)
-        optimizer_names[k] = em_optim_name((em_optim_kind)k);
-    optimizer_names[EM_OPTIM_KIND_COUNT] = NULL;
+    cli_optimizer_names(optimizer_names);
 
     args_option options[] = {
         {"from", ARGS_STRING, "FILE", &from, "pre-trained weights (safetensors, PyTorch state_dict names)", NULL, 0,
@@ -141,25 +136,25 @@ int cmd_finetune_main(int argc, char **argv, int first)
          NULL, false},
         {"label-column", ARGS_INT, "N", &label_column, "CSV column holding the label (0-based)",
          "-1: the last column", -1, 1e6, NULL, false},
-        {"epochs", ARGS_INT, "N", &epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
-        {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
+        {"epochs", ARGS_INT, "N", &run.epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
+        {"batch", ARGS_INT, "B", &run.batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
         {"optimizer", ARGS_CHOICE, "NAME", &optimizer, "optimizer", NULL, 0, 0, optimizer_names, false},
         {"lr", ARGS_FLOAT, "X", &lr, "learning rate", "the optimizer's default", 1e-12, 1e6, NULL, false},
         {"momentum", ARGS_FLOAT, "M", &momentum, "SGD momentum", NULL, 0, 1, NULL, false},
         {"weight-decay", ARGS_FLOAT, "W", &weight_decay, "L2 penalty added to the gradients", NULL, 0, 1e6, NULL,
          false},
-        {"seed", ARGS_INT, "S", &seed, "seed of the new head, data order, sampling and dropout", NULL, 0, 9e18,
+        {"seed", ARGS_INT, "S", &run.seed, "seed of the new head, data order, sampling and dropout", NULL, 0, 9e18,
          NULL, false},
-        {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
-        {"save", ARGS_STRING, "FILE", &save_path, "write the fine-tuned weights at the end", NULL, 0, 0, NULL,
+        {"threads", ARGS_INT, "T", &run.threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
+        {"save", ARGS_STRING, "FILE", &run.save_path, "write the fine-tuned weights at the end", NULL, 0, 0, NULL,
          false},
-        {"checkpoint", ARGS_STRING, "FILE", &checkpoint_path, "full training state, at the end and on Ctrl-C",
+        {"checkpoint", ARGS_STRING, "FILE", &run.checkpoint_path, "full training state, at the end and on Ctrl-C",
          NULL, 0, 0, NULL, false},
-        {"checkpoint-every", ARGS_INT, "N", &checkpoint_every, "steps between checkpoints", "0: at the end only",
+        {"checkpoint-every", ARGS_INT, "N", &run.checkpoint_every, "steps between checkpoints", "0: at the end only",
          0, 9e15, NULL, false},
-        {"resume", ARGS_STRING, "FILE", &resume_path, "continue from a checkpoint of this fine-tuning", NULL, 0,
+        {"resume", ARGS_STRING, "FILE", &run.resume_path, "continue from a checkpoint of this fine-tuning", NULL, 0,
          0, NULL, false},
-        {"progress", ARGS_CHOICE, "MODE", &progress, "auto, bar, lines or quiet", NULL, 0, 0, progress_names,
+        {"progress", ARGS_CHOICE, "MODE", &run.progress, "auto, bar, lines or quiet", NULL, 0, 0, cli_progress_names,
          false},
     };
     const char *positionals[1] = {NULL};
@@ -193,13 +188,12 @@ int cmd_finetune_main(int argc, char **argv, int first)
         return args_usage_error(&spec, "--unfreeze-lr needs --unfreeze-after N");
     if (unfreeze_after && !freeze)
         return args_usage_error(&spec, "--unfreeze-after needs --freeze (nothing is frozen)");
-    if (checkpoint_every > 0 && !checkpoint_path)
-        return args_usage_error(&spec, "--checkpoint-every needs --checkpoint FILE");
-    em_set_num_threads((int)threads);
+    status = cli_run_check(&run, &spec);
+    if (status >= 0)
+        return status;
 
     em_train_opts opts = em_train_defaults();
-    opts.epochs = (int)epochs;
-    opts.batch_size = batch;
+    cli_run_apply(&run, &opts);
     opts.optimizer = kind;
     opts.optim = em_optim_defaults(kind);
     if (args_given(&spec, "lr"))
@@ -208,25 +202,16 @@ int cmd_finetune_main(int argc, char **argv, int first)
         opts.optim.momentum = (float)momentum;
     if (args_given(&spec, "weight-decay"))
         opts.optim.weight_decay = (float)weight_decay;
-    opts.seed = (uint64_t)seed;
-    opts.progress = (em_progress_mode)progress;
-    opts.log = stdout;
-    opts.save_path = save_path;
-    opts.checkpoint_path = checkpoint_path;
-    opts.checkpoint_every = checkpoint_every;
-    opts.resume_path = resume_path;
-    opts.interrupt_path = CLI_INTERRUPT_CHECKPOINT;
     opts.unfreeze_after = (int)unfreeze_after;
     opts.unfreeze_lr = args_given(&spec, "unfreeze-lr") ? (float)unfreeze_lr : opts.optim.lr / 10.0f;
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL, *train_all = NULL, *test_all = NULL;
     em_model *model = NULL;
-    if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
-        (checkpoint_path && cli_check_writable("checkpoint", checkpoint_path) != EM_OK))
+    if (cli_check_outputs(&opts) != EM_OK)
         goto fail;
 
-    model = build_model(model_path, from, (uint64_t)seed);
+    model = build_model(model_path, from, (uint64_t)run.seed);
     if (!model)
         goto fail;
     em_load_report report;
@@ -247,7 +232,7 @@ int cmd_finetune_main(int argc, char **argv, int first)
         int index = em_model_head_index(model);
         int64_t old_out[EM_MAX_DIMS];
         int old_ndim = em_model_output_shape(model, old_out);
-        em_model *replaced = em_model_replace_head(model, head, (uint64_t)seed);
+        em_model *replaced = em_model_replace_head(model, head, (uint64_t)run.seed);
         if (!replaced)
             goto fail;
         em_model_free(model);
@@ -261,20 +246,13 @@ int cmd_finetune_main(int argc, char **argv, int first)
         goto fail;
     }
 
-    train_all = em_dataset_open(data_spec, EM_SPLIT_TRAIN, (int)label_column);
-    if (!train_all)
-        goto fail;
-    if (test_spec)
-        test_all = em_dataset_open(test_spec, EM_SPLIT_TEST, (int)label_column);
-    else if (!cli_spec_is_file(data_spec))
-        test_all = em_dataset_open(data_spec, EM_SPLIT_TEST, (int)label_column);
-    if ((test_spec || !cli_spec_is_file(data_spec)) && !test_all)
+    if (cli_open_data(data_spec, test_spec, (int)label_column, false, &train_all, &test_all) != EM_OK)
         goto fail;
     /* Views over the loaded data, which stays until the end. */
     if (n_classes || per_class > 0) {
-        if (!(train = select_data(train_all, classes, n_classes, per_class, (uint64_t)seed)))
+        if (!(train = select_data(train_all, classes, n_classes, per_class, (uint64_t)run.seed)))
             goto fail;
-        if (test_all && n_classes && !(test = select_data(test_all, classes, n_classes, 0, (uint64_t)seed)))
+        if (test_all && n_classes && !(test = select_data(test_all, classes, n_classes, 0, (uint64_t)run.seed)))
             goto fail;
     }
     const em_dataset *train_set = train ? train : train_all;
@@ -287,18 +265,13 @@ int cmd_finetune_main(int argc, char **argv, int first)
            (long long)em_model_param_count(model), (long long)em_model_trainable_count(model), data_spec,
            (long long)train_set->count, test_set ? (long long)test_set->count : 0LL, em_optim_name(kind),
            (double)opts.optim.lr,
-           (long long)batch);
+           (long long)run.batch);
     fflush(stdout);
 
     em_train_result result;
-    memset(&result, 0, sizeof result);
-    opts.stop_requested = cli_stop_install();
-    int trained = em_train(model, train_set, test_set, &opts, &result);
-    cli_stop_restore();
-    if (trained != EM_OK)
-        goto fail;
-    if (result.interrupted) {
-        exit_status = cli_report_stop(&result, checkpoint_path);
+    int stopped = cli_train_stoppable(model, train_set, test_set, &opts, &result);
+    if (stopped >= 0) {
+        exit_status = stopped;
         goto done;
     }
     const em_epoch_stats *s = &result.last;
@@ -307,10 +280,10 @@ int cmd_finetune_main(int argc, char **argv, int first)
         printf(", test loss %.4f, test accuracy %.2f%% (%lld/%lld)", s->test_loss, 100.0 * s->test_accuracy,
                llround(s->test_accuracy * (double)test_set->count), (long long)test_set->count);
     printf(", %.1f s\n", result.total_seconds);
-    if (save_path)
-        printf("saved %s\n", save_path);
-    if (checkpoint_path)
-        printf("checkpoint %s\n", checkpoint_path);
+    if (run.save_path)
+        printf("saved %s\n", run.save_path);
+    if (run.checkpoint_path)
+        printf("checkpoint %s\n", run.checkpoint_path);
     exit_status = EXIT_OK;
     goto done;
 

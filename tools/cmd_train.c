@@ -15,7 +15,6 @@
 #include "ember.h"
 #include "train_text.h"
 
-static const char *const progress_names[] = {"auto", "bar", "lines", "quiet", NULL};
 static const char *const window_names[] = {"random", "sequential", NULL};
 
 static const char train_details[] =
@@ -71,14 +70,12 @@ int cmd_train_main(int argc, char **argv, int first)
 {
     const char *data_spec = "fashion-mnist";
     const char *test_spec = NULL;
-    int64_t epochs = 1, batch = 64, seed = 0, threads = 0, label_column = -1;
+    int64_t label_column = -1;
     int64_t seq_len = 64, steps = 0, eval_every = 0, eval_bytes = 0, val_chunk = 0;
     int windows = 0;
     bool no_shuffle = false, no_log = false, detect_anomaly = false;
-    const char *save_path = NULL, *plot_path = NULL, *metrics_path = NULL, *log_dir = NULL;
-    const char *checkpoint_path = NULL, *resume_path = NULL;
-    int64_t checkpoint_every = 0, max_steps = 0;
-    int progress = EM_PROGRESS_AUTO;
+    const char *plot_path = NULL, *metrics_path = NULL, *log_dir = NULL;
+    cli_run_options run = {.epochs = 1, .batch = 64, .progress = EM_PROGRESS_AUTO};
 
     cli_training training;
     cli_training_init(&training);
@@ -90,12 +87,12 @@ int cmd_train_main(int argc, char **argv, int first)
         {"test-data", ARGS_STRING, "SPEC", &test_spec,
          "test data, same forms as --data (files have no test split)", "the test split of --data",
          0, 0, NULL, false},
-        {"epochs", ARGS_INT, "N", &epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
-        {"batch", ARGS_INT, "B", &batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
-        {"seed", ARGS_INT, "S", &seed, "seed of the initialisation, data order and dropout", NULL,
+        {"epochs", ARGS_INT, "N", &run.epochs, "passes over the training data", NULL, 1, 1e6, NULL, false},
+        {"batch", ARGS_INT, "B", &run.batch, "examples per step", NULL, 1, 1 << 24, NULL, false},
+        {"seed", ARGS_INT, "S", &run.seed, "seed of the initialisation, data order and dropout", NULL,
          0, 9e18, NULL, false},
-        {"threads", ARGS_INT, "T", &threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
-        {"save", ARGS_STRING, "FILE", &save_path, "write a safetensors checkpoint at the end", NULL,
+        {"threads", ARGS_INT, "T", &run.threads, "worker threads", "0: one per core", 0, 4096, NULL, false},
+        {"save", ARGS_STRING, "FILE", &run.save_path, "write a safetensors checkpoint at the end", NULL,
          0, 0, NULL, false},
         {"plot", ARGS_STRING, "FILE.png", &plot_path,
          "plot loss, accuracy, learning rate and gradient norm to a PNG", "FILE.plot.png beside --save FILE.safetensors", 0, 0, NULL, false},
@@ -106,23 +103,23 @@ int cmd_train_main(int argc, char **argv, int first)
         {"log-dir", ARGS_STRING, "DIR", &log_dir, "write metrics.csv and plot.png into DIR", NULL, 0, 0, NULL,
          false},
         {"no-log", ARGS_FLAG, NULL, &no_log, "no metrics file or plot beside --save", NULL, 0, 0, NULL, false},
-        {"checkpoint", ARGS_STRING, "FILE", &checkpoint_path,
+        {"checkpoint", ARGS_STRING, "FILE", &run.checkpoint_path,
          "full training state (weights, optimizer, data position, generators), written at the "
          "end, every --checkpoint-every steps and on Ctrl-C", NULL, 0, 0, NULL, false},
-        {"checkpoint-every", ARGS_INT, "N", &checkpoint_every, "steps between checkpoints",
+        {"checkpoint-every", ARGS_INT, "N", &run.checkpoint_every, "steps between checkpoints",
          "0: at the end only", 0, 9e15, NULL, false},
-        {"resume", ARGS_STRING, "FILE", &resume_path,
+        {"resume", ARGS_STRING, "FILE", &run.resume_path,
          "continue from a checkpoint; with the same model, data, options and thread count "
          "the results are bit-identical to an uninterrupted run", NULL, 0, 0, NULL, false},
-        {"max-steps", ARGS_INT, "N", &max_steps, "stop after this many steps in total, as Ctrl-C does",
+        {"max-steps", ARGS_INT, "N", &run.max_steps, "stop after this many steps in total, as Ctrl-C does",
          "0: no limit", 0, 9e15, NULL, false},
         {"label-column", ARGS_INT, "N", &label_column, "CSV column holding the label (0-based)",
          "-1: the last column", -1, 1e6, NULL, false},
         {"no-shuffle", ARGS_FLAG, NULL, &no_shuffle, "visit the training data in file order", NULL,
          0, 0, NULL, false},
-        {"progress", ARGS_CHOICE, "MODE", &progress,
+        {"progress", ARGS_CHOICE, "MODE", &run.progress,
          "auto: a bar on a terminal, lines otherwise; bar; lines; quiet", NULL, 0, 0,
-         progress_names, false},
+         cli_progress_names, false},
         {"seq-len", ARGS_INT, "T", &seq_len, "text: bytes per training window", NULL, 1, 1 << 24, NULL, false},
         {"steps", ARGS_INT, "N", &steps, "text: optimizer steps to train for", "0: --epochs passes over the text",
          0, 9e15, NULL, false},
@@ -142,10 +139,7 @@ int cmd_train_main(int argc, char **argv, int first)
     };
     enum { N_COMMON = (int)(sizeof common / sizeof common[0]) };
     args_option options[N_COMMON + CLI_OPTIMIZER_OPTIONS + CLI_REGULARISATION_OPTIONS];
-    memcpy(options, common, sizeof common);
-    int n_options = N_COMMON;
-    n_options += cli_optimizer_options(&training, options + n_options);
-    n_options += cli_regularisation_options(&training, options + n_options);
+    int n_options = cli_training_table(&training, common, N_COMMON, true, options);
     const char *positionals[1] = {NULL};
     args_spec spec = {
         .command = "train",
@@ -164,10 +158,9 @@ int cmd_train_main(int argc, char **argv, int first)
         return status;
     const char *model_path = positionals[0];
 
-    if (checkpoint_every > 0 && !checkpoint_path)
-        return args_usage_error(&spec, "--checkpoint-every needs --checkpoint FILE");
-
-    em_set_num_threads((int)threads);
+    status = cli_run_check(&run, &spec);
+    if (status >= 0)
+        return status;
     em_set_detect_anomaly(detect_anomaly);
 
     const bool text = em_text_is_spec(data_spec);
@@ -181,7 +174,7 @@ int cmd_train_main(int argc, char **argv, int first)
     if (text && !args_given(&spec, "optimizer"))
         training.optimizer = EM_OPTIM_ADAM;
     if (text && !args_given(&spec, "batch"))
-        batch = 32;
+        run.batch = 32;
 
     em_train_opts opts = em_train_defaults();
     status = cli_training_apply(&training, &spec, true, &opts);
@@ -196,39 +189,28 @@ int cmd_train_main(int argc, char **argv, int first)
     if (log_dir) {
         snprintf(log_metrics, sizeof log_metrics, "%s/metrics.csv", log_dir);
         snprintf(log_plot, sizeof log_plot, "%s/plot.png", log_dir);
-    } else if (save_path && !no_log) {
-        beside(log_metrics, sizeof log_metrics, save_path, ".metrics.csv");
-        beside(log_plot, sizeof log_plot, save_path, ".plot.png");
+    } else if (run.save_path && !no_log) {
+        beside(log_metrics, sizeof log_metrics, run.save_path, ".metrics.csv");
+        beside(log_plot, sizeof log_plot, run.save_path, ".plot.png");
     }
-    if (!metrics_path && (log_dir || (save_path && !no_log)))
+    if (!metrics_path && (log_dir || (run.save_path && !no_log)))
         metrics_path = log_metrics;
-    if (!plot_path && (log_dir || (save_path && !no_log)))
+    if (!plot_path && (log_dir || (run.save_path && !no_log)))
         plot_path = log_plot;
-    opts.epochs = (int)epochs;
-    opts.batch_size = batch;
-    opts.seed = (uint64_t)seed;
+    cli_run_apply(&run, &opts);
     opts.shuffle = !no_shuffle;
-    opts.progress = (em_progress_mode)progress;
-    opts.log = stdout;
-    opts.save_path = save_path;
     opts.plot_path = plot_path;
     opts.metrics_path = metrics_path;
-    opts.checkpoint_path = checkpoint_path;
-    opts.checkpoint_every = checkpoint_every;
-    opts.resume_path = resume_path;
-    opts.max_steps = max_steps;
-    opts.interrupt_path = CLI_INTERRUPT_CHECKPOINT;
+
+    /* Fails before any work when an output cannot be written. */
+    if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
+        em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
+        return cli_library_error();
+    }
+    if (cli_check_outputs(&opts) != EM_OK)
+        return cli_library_error();
 
     if (text) {
-        if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
-            em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
-            return cli_library_error();
-        }
-        if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
-            (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
-            (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK) ||
-            (checkpoint_path && cli_check_writable("checkpoint", checkpoint_path) != EM_OK))
-            return cli_library_error();
         cli_text_options t = {
             .model_path = model_path,
             .data_spec = data_spec,
@@ -246,28 +228,10 @@ int cmd_train_main(int argc, char **argv, int first)
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;
-    em_model *model = NULL;
-    if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
-        em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
-        goto fail;
-    }
-    if ((save_path && cli_check_writable("save", save_path) != EM_OK) ||
-        (plot_path && cli_check_writable("plot", plot_path) != EM_OK) ||
-        (metrics_path && cli_check_writable("metrics", metrics_path) != EM_OK) ||
-        (checkpoint_path && cli_check_writable("checkpoint", checkpoint_path) != EM_OK))
-        goto fail;
-    model = em_model_load(model_path, (uint64_t)seed);
+    em_model *model = em_model_load(model_path, (uint64_t)run.seed);
     if (!model)
         goto fail;
-
-    train = em_dataset_open(data_spec, EM_SPLIT_TRAIN, (int)label_column);
-    if (!train)
-        goto fail;
-    if (test_spec)
-        test = em_dataset_open(test_spec, EM_SPLIT_TEST, (int)label_column);
-    else if (!cli_spec_is_file(data_spec))
-        test = em_dataset_open(data_spec, EM_SPLIT_TEST, (int)label_column);
-    if ((test_spec || !cli_spec_is_file(data_spec)) && !test)
+    if (cli_open_data(data_spec, test_spec, (int)label_column, false, &train, &test) != EM_OK)
         goto fail;
     if (cli_fit_dataset(model, model_path, train) != EM_OK)
         goto fail;
@@ -278,7 +242,7 @@ int cmd_train_main(int argc, char **argv, int first)
            "%d thread%s\n",
            model_path, (long long)em_model_param_count(model), data_spec, (long long)train->count,
            test ? (long long)test->count : 0LL, em_optim_name(kind), (double)opts.optim.lr,
-           (long long)batch, em_num_threads(), em_num_threads() == 1 ? "" : "s");
+           (long long)run.batch, em_num_threads(), em_num_threads() == 1 ? "" : "s");
     char regularisation[512];
     cli_training_describe(&opts, regularisation, sizeof regularisation);
     if (regularisation[0])
@@ -286,14 +250,9 @@ int cmd_train_main(int argc, char **argv, int first)
     fflush(stdout);
 
     em_train_result result;
-    memset(&result, 0, sizeof result);
-    opts.stop_requested = cli_stop_install();
-    int trained = em_train(model, train, test, &opts, &result);
-    cli_stop_restore();
-    if (trained != EM_OK)
-        goto fail;
-    if (result.interrupted) {
-        exit_status = cli_report_stop(&result, checkpoint_path);
+    int stopped = cli_train_stoppable(model, train, test, &opts, &result);
+    if (stopped >= 0) {
+        exit_status = stopped;
         goto done;
     }
     print_final(&result, test);
@@ -301,14 +260,7 @@ int cmd_train_main(int argc, char **argv, int first)
         printf("early stopping: no lower validation loss in the last %d epochs\n", opts.patience);
     if (result.restored_epoch > 0)
         printf("kept the weights of epoch %d (lowest validation loss)\n", result.restored_epoch);
-    if (checkpoint_path)
-        printf("checkpoint %s\n", checkpoint_path);
-    if (save_path)
-        printf("saved %s\n", save_path);
-    if (plot_path)
-        printf("plotted %s\n", plot_path);
-    if (metrics_path)
-        printf("metrics in %s\n", metrics_path);
+    cli_report_outputs(&opts);
     exit_status = EXIT_OK;
     goto done;
 

@@ -94,14 +94,7 @@ int train_text_main(const cli_text_options *t, em_train_opts *train)
         print_figures("test", &test);
         printf(" on %lld bytes of %s\n", (long long)test.bytes, test_text->source);
     }
-    if (train->checkpoint_path)
-        printf("checkpoint %s\n", train->checkpoint_path);
-    if (train->save_path)
-        printf("saved %s\n", train->save_path);
-    if (train->plot_path)
-        printf("plotted %s\n", train->plot_path);
-    if (train->metrics_path)
-        printf("metrics in %s\n", train->metrics_path);
+    cli_report_outputs(train);
     exit_status = EXIT_OK;
     goto done;
 fail:
