@@ -3,48 +3,8 @@
 # 1 library error, 2 usage error), error messages that name what is wrong, and a
 # small train / eval / gradcheck round trip on CSV data generated here.
 # Usage: sh tests/cli_basic.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-HERE=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib/cli_harness.sh"
 TINY=$HERE/data/tiny.ember
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
-
-checks=0
-failures=0
-
-show() {
-    sed 's/^/    stdout: /' "$TMP/out"
-    sed 's/^/    stderr: /' "$TMP/err"
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-# run ARGS...: runs ember, keeping stdout, stderr and the exit status.
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-# expect_text out|err FIXED-STRING
-expect_text() {
-    checks=$((checks + 1))
-    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
-}
-expect_no_text() {
-    checks=$((checks + 1))
-    if grep -q -F -e "$2" "$TMP/$1"; then fail "$last: unexpected '$2' in std$1"; fi
-}
 
 # ---- help and version -------------------------------------------------------------
 run --help
@@ -281,5 +241,4 @@ expect_status 0
 for p in 0.weight 0.bias 2.weight 2.bias; do expect_text out "$p"; done
 expect_text out "passed"
 
-echo "cli_basic: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_basic

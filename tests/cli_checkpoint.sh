@@ -6,44 +6,12 @@
 # checkpoint; ember finetune (load report, freeze, new head, class selection) and the
 # errors of all of these. EMBER_QUICK=1 shortens the loops.
 # Usage: sh tests/cli_checkpoint.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-EMBER=$(cd "$(dirname "$EMBER")" && pwd)/$(basename "$EMBER")
-HERE=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib/cli_harness.sh"
 TINY=$HERE/data/tiny.ember
 FIXTURES=$HERE/fixtures
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
 QUICK=${EMBER_QUICK:-0}
+SHOW_LINES=20
 
-checks=0
-failures=0
-show() {
-    sed 's/^/    stdout: /' "$TMP/out" | head -20
-    sed 's/^/    stderr: /' "$TMP/err" | head -20
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-expect_text() {
-    checks=$((checks + 1))
-    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
-}
 # Waits (up to 10 s) until the run has printed its first line, i.e. is training.
 wait_started() {
     n=0
@@ -275,5 +243,4 @@ run finetune --from "$FIXTURES/import_mlp.safetensors" $DATA
 expect_status 1
 expect_text err "holds no model description"
 
-echo "cli_checkpoint: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_checkpoint

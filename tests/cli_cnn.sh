@@ -4,49 +4,7 @@
 # images, weights that do not fit the model and a convolution wider than its input are
 # reported by name with exit status 1, usage errors with 2.
 # Usage: sh tests/cli_cnn.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
-
-checks=0
-failures=0
-
-show() {
-    sed 's/^/    stdout: /' "$TMP/out"
-    sed 's/^/    stderr: /' "$TMP/err"
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-expect_text() { # out|err FIXED-STRING
-    checks=$((checks + 1))
-    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
-}
-expect_no_text() {
-    checks=$((checks + 1))
-    if grep -q -F -e "$2" "$TMP/$1"; then fail "$last: unexpected '$2' in std$1"; fi
-}
-expect_lines() { # out|err N
-    checks=$((checks + 1))
-    n=$(wc -l <"$TMP/$1")
-    [ "$n" -eq "$2" ] || fail "$last: $n lines on std$1, expected $2"
-}
+. "$(dirname "$0")/lib/cli_harness.sh"
 
 # ---- help ---------------------------------------------------------------------------
 run --help
@@ -207,5 +165,4 @@ run predict --weights "$TMP/bars.safetensors" --top 0 "$TMP/horizontal.pgm"
 expect_status 2
 expect_text err "--top"
 
-echo "cli_cnn: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_cnn

@@ -5,42 +5,10 @@
 # learning rate that makes the loss infinite stops that run with a line in the report
 # while the comparison goes on.
 # Usage: sh tests/cli_compare.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-HERE=$(cd "$(dirname "$0")" && pwd)
+. "$(dirname "$0")/lib/cli_harness.sh"
 TINY=$HERE/data/tiny.ember
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
+SHOW_LINES=40
 
-checks=0
-failures=0
-show() {
-    sed 's/^/    stdout: /' "$TMP/out" | head -40
-    sed 's/^/    stderr: /' "$TMP/err" | head -20
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-expect_text() { # out|err|FILE FIXED-STRING
-    checks=$((checks + 1))
-    case $1 in out | err) f="$TMP/$1" ;; *) f=$1 ;; esac
-    grep -q -F -e "$2" "$f" || fail "$last: '$2' missing from $1"
-}
 expect_file() {
     checks=$((checks + 1))
     [ -s "$1" ] || fail "$last: no file $1"
@@ -209,5 +177,4 @@ checks=$((checks + 1))
 checks=$((checks + 1))
 grep -q -F '| **tiny** | 50 | 38 | 152 |' "$R" || fail "learning curves: the 50-example run did not get 38 epochs of 4 steps"
 
-echo "cli_compare: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_compare

@@ -8,42 +8,11 @@
 # context, weights with missing or extra tensors, a GPT-2 file without a head count,
 # malformed vocab.json and merges.txt, a tokenizer larger than the model's vocabulary.
 # Usage: sh tests/cli_gpt.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
-FIXTURE=$(cd "$(dirname "$0")" && pwd)/fixtures/gpt2_tiny
+. "$(dirname "$0")/lib/cli_harness.sh"
+FIXTURE=$HERE/fixtures/gpt2_tiny
 QUICK=${EMBER_QUICK:-0}
+SHOW_LINES=20
 
-checks=0
-failures=0
-
-show() {
-    sed 's/^/    stdout: /' "$TMP/out" | head -20
-    sed 's/^/    stderr: /' "$TMP/err" | head -20
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-expect_text() { # out|err FIXED-STRING
-    checks=$((checks + 1))
-    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
-}
 expect_bytes() { # N: stdout holds exactly N bytes
     checks=$((checks + 1))
     n=$(wc -c <"$TMP/out")
@@ -171,5 +140,4 @@ run generate --weights "$TMP/gpt.safetensors" --stop ""
 expect_status 2
 expect_text err "--stop needs a non-empty"
 
-echo "cli_gpt: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_gpt

@@ -8,40 +8,7 @@
 # model's vocabulary, text bytes outside it, a model that takes no tokens) and misuse
 # with 2 (text options on image data, missing --weights, an empty prompt).
 # Usage: sh tests/cli_text.sh path/to/ember
-EMBER=$1
-if [ -z "$EMBER" ] || [ ! -x "$EMBER" ]; then
-    echo "usage: sh $0 path/to/ember" >&2
-    exit 2
-fi
-TMP=$(mktemp -d) || exit 2
-trap 'rm -rf "$TMP"' EXIT
-trap 'exit 1' INT TERM
-
-checks=0
-failures=0
-
-show() {
-    sed 's/^/    stdout: /' "$TMP/out"
-    sed 's/^/    stderr: /' "$TMP/err"
-}
-fail() {
-    failures=$((failures + 1))
-    echo "FAIL: $*"
-    show
-}
-run() {
-    last="ember $*"
-    "$EMBER" "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-expect_status() {
-    checks=$((checks + 1))
-    [ "$status" -eq "$1" ] || fail "$last: exit status $status, expected $1"
-}
-expect_text() { # out|err FIXED-STRING
-    checks=$((checks + 1))
-    grep -q -F -e "$2" "$TMP/$1" || fail "$last: '$2' missing from std$1"
-}
+. "$(dirname "$0")/lib/cli_harness.sh"
 
 # A small text and a small language model (the vocabulary of bytes).
 i=0
@@ -196,5 +163,4 @@ run generate "$TMP/small.ember" --weights "$TMP/ascii.safetensors" --prompt "x"
 expect_status 1
 expect_text err "0.weight"
 
-echo "cli_text: $checks checks, $failures failures"
-[ "$failures" -eq 0 ]
+finish cli_text
