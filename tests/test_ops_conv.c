@@ -5,6 +5,7 @@
  * a first layer, a bias-only gradient, nothing recorded without gradients. All of it runs
  * with im2col forced, Winograd F(2x2) and F(4x4) forced (wherever they apply), and the
  * automatic choice. Then shape errors and overflowing sizes. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,6 +249,101 @@ static void test_reference(void)
                                                       .dw = 1, .groups = 1}, 7);
 }
 
+/* ---- inference ----------------------------------------------------------------------
+ * Without gradients, batches smaller than the thread team share each image among the
+ * threads, and Winograd layers take their transformed weights from a per-thread cache
+ * that must notice any change of the weights' values. */
+
+static float activate_ref(em_activation act, double z)
+{
+    switch (act) {
+    case EM_ACT_RELU: return z > 0 ? (float)z : 0.0f;
+    case EM_ACT_TANH: return (float)tanh(z);
+    default: return (float)z;
+    }
+}
+
+static void check_inference_once(const char *what, const ref_conv *r, em_tensor *x, em_tensor *w,
+                                 em_tensor *b, em_activation act)
+{
+    int64_t ny = r->n * r->o * r->oh * r->ow;
+    double *z = calloc((size_t)ny, sizeof(double));
+    float *want = malloc((size_t)ny * sizeof(float));
+    for (int64_t i = 0; i < ny; i++)
+        z[i] = b->data[(i / (r->oh * r->ow)) % r->o];
+    REF_LOOP(r, z[yi] += (double)x->data[xi] * (double)w->data[wi])
+    for (int64_t i = 0; i < ny; i++)
+        want[i] = activate_ref(act, z[i]);
+    bool was = em_set_grad_enabled(false);
+    em_tensor *out = em_conv2d(x, w, b, r->sh, r->sw, r->ph, r->pw, r->dh, r->dw, r->groups, act, 0);
+    em_set_grad_enabled(was);
+    CHECK_MSG(out != NULL, "%s: %s", what, ember_last_error());
+    if (out)
+        test_tensor_close(what, out, want, 1e-4, 1e-4);
+    free(z);
+    free(want);
+    em_step_end();
+}
+
+static void check_inference(const char *what, ref_conv r, em_activation act, uint64_t seed)
+{
+    em_rng rng;
+    em_rng_seed(&rng, seed);
+    r.oh = (r.h + 2 * r.ph - r.dh * (r.kh - 1) - 1) / r.sh + 1;
+    r.ow = (r.w + 2 * r.pw - r.dw * (r.kw - 1) - 1) / r.sw + 1;
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = em_tensor_empty(arena, 4, (int64_t[]){r.n, r.c, r.h, r.w});
+    em_tensor *w = em_tensor_empty(arena, 4, (int64_t[]){r.o, r.c / r.groups, r.kh, r.kw});
+    em_tensor *b = em_tensor_empty(arena, 1, (int64_t[]){r.o});
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = em_rng_normal(&rng);
+    for (int64_t i = 0; i < w->numel; i++)
+        w->data[i] = 0.2f * em_rng_normal(&rng);
+    for (int64_t i = 0; i < b->numel; i++)
+        b->data[i] = 0.2f * em_rng_normal(&rng);
+    int threads = em_num_threads();
+    char label[200];
+    for (int t = 1; t <= 2; t++) {
+        em_set_num_threads(t);
+        snprintf(label, sizeof label, "%s, inference on %d thread(s)", what, t);
+        check_inference_once(label, &r, x, w, b, act);
+        /* Again: a cached transform of the same weights. */
+        snprintf(label, sizeof label, "%s, inference on %d thread(s), again", what, t);
+        check_inference_once(label, &r, x, w, b, act);
+        /* Weights changed in place, at the same address: the cache must not serve the
+         * old ones (one tap of the last filter, so a partial comparison would miss it). */
+        w->data[w->numel - 1] += 0.5f;
+        snprintf(label, sizeof label, "%s, inference on %d thread(s), weights changed", what, t);
+        check_inference_once(label, &r, x, w, b, act);
+    }
+    em_set_num_threads(threads);
+    em_arena_destroy(arena);
+}
+
+static void test_inference(void)
+{
+    /* W5: W2's layers on one image. */
+    check_inference("w2 conv1, one image", (ref_conv){.n = 1, .c = 1, .h = 28, .w = 28, .o = 32, .kh = 3,
+                                                      .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1, .dh = 1,
+                                                      .dw = 1, .groups = 1}, EM_ACT_RELU, 11);
+    check_inference("w2 conv2, one image", (ref_conv){.n = 1, .c = 32, .h = 14, .w = 14, .o = 64, .kh = 3,
+                                                      .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1, .dh = 1,
+                                                      .dw = 1, .groups = 1}, EM_ACT_RELU, 12);
+    /* Output channels not a multiple of 16, no activation, odd sizes, a batch of 3. */
+    check_inference("odd channels, batch 3", (ref_conv){.n = 3, .c = 9, .h = 13, .w = 11, .o = 20, .kh = 3,
+                                                        .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 0, .dh = 1,
+                                                        .dw = 1, .groups = 1}, EM_ACT_NONE, 13);
+    /* Groups and strides on one image (the shared-image im2col path), an activation
+     * applied after the product, and a first layer without ReLU (bias fused alone). */
+    check_inference("groups, one image", (ref_conv){.n = 1, .c = 16, .h = 30, .w = 30, .o = 64, .kh = 3,
+                                                    .kw = 3, .sh = 2, .sw = 1, .ph = 1, .pw = 1, .dh = 1,
+                                                    .dw = 2, .groups = 2}, EM_ACT_TANH, 14);
+    check_inference("first layer, no activation", (ref_conv){.n = 1, .c = 1, .h = 40, .w = 36, .o = 40,
+                                                             .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1,
+                                                             .pw = 1, .dh = 1, .dw = 1, .groups = 1},
+                    EM_ACT_NONE, 15);
+}
+
 /* ---- numeric gradients ------------------------------------------------------------- */
 
 typedef struct conv_args {
@@ -381,6 +477,7 @@ int main(void)
         test_parity();
         test_first_layer();
         test_reference();
+        test_inference();
         test_gradients();
         if (test_failures != before)
             fprintf(stderr, "(failures above with algorithm %d, Winograd tile %d)\n", (int)runs[r].algorithm,

@@ -6,6 +6,7 @@
 #include "ember/error.h"
 #include "autograd/anomaly.h"
 #include "autograd/step_arena.h"
+#include "ops/conv_internal.h"
 
 /* Nodes are linked backwards so that the tape needs no growing array. */
 typedef struct tape_entry {
@@ -74,6 +75,7 @@ void em_release_thread_state(void)
     em_anomaly_clear();
     em_arena_destroy(tape.arena);
     tape.arena = NULL;
+    em_conv_release_cache();
 }
 
 bool em_grad_enabled(void) { return !tape.grad_disabled; }

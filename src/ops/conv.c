@@ -48,37 +48,43 @@ static void valid_range(int64_t out_size, int64_t s, int64_t off, int64_t size, 
     *hi = b;
 }
 
-/* col [cg·kh·kw, p] from cg input planes at x. */
-static void im2col(const conv_geom *g, const float *x, float *col)
+/* Rows [r0, r1) of col [cg·kh·kw, p] from cg input planes at x. Output rows of a small
+ * plane are short (14 floats on W2's second layer), so the copies are inline loops
+ * rather than library calls. */
+static void im2col_rows(const conv_geom *g, const float *x, float *col, int64_t r0, int64_t r1)
 {
-    const int64_t plane = g->h * g->w;
-    for (int64_t c = 0; c < g->cg; c++)
-        for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++) {
-                float *row = col + ((c * g->kh + i) * g->kw + j) * g->p;
-                int64_t xoff = j * g->dw - g->pw, yoff = i * g->dh - g->ph;
-                int64_t lo, hi;
-                valid_range(g->ow, g->sw, xoff, g->w, &lo, &hi);
-                for (int64_t oy = 0; oy < g->oh; oy++) {
-                    float *r = row + oy * g->ow;
-                    int64_t iy = oy * g->sh + yoff;
-                    if (iy < 0 || iy >= g->h) {
-                        memset(r, 0, (size_t)g->ow * sizeof(float));
-                        continue;
-                    }
-                    const float *src = x + c * plane + iy * g->w + xoff;
-                    for (int64_t ox = 0; ox < lo; ox++)
-                        r[ox] = 0.0f;
-                    if (g->sw == 1)
-                        memcpy(r + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                    else
-                        for (int64_t ox = lo; ox < hi; ox++)
-                            r[ox] = src[ox * g->sw];
-                    for (int64_t ox = hi; ox < g->ow; ox++)
-                        r[ox] = 0.0f;
-                }
+    const int64_t plane = g->h * g->w, taps = g->kh * g->kw;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t c = r / taps, i = r % taps / g->kw, j = r % g->kw;
+        float *row = col + r * g->p;
+        int64_t xoff = j * g->dw - g->pw, yoff = i * g->dh - g->ph;
+        int64_t lo, hi;
+        valid_range(g->ow, g->sw, xoff, g->w, &lo, &hi);
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            float *out = row + oy * g->ow;
+            int64_t iy = oy * g->sh + yoff;
+            if (iy < 0 || iy >= g->h) {
+                for (int64_t ox = 0; ox < g->ow; ox++)
+                    out[ox] = 0.0f;
+                continue;
             }
+            const float *src = x + c * plane + iy * g->w + xoff;
+            for (int64_t ox = 0; ox < lo; ox++)
+                out[ox] = 0.0f;
+            if (g->sw == 1)
+                for (int64_t ox = lo; ox < hi; ox++)
+                    out[ox] = src[ox];
+            else
+                for (int64_t ox = lo; ox < hi; ox++)
+                    out[ox] = src[ox * g->sw];
+            for (int64_t ox = hi; ox < g->ow; ox++)
+                out[ox] = 0.0f;
+        }
+    }
 }
+
+/* col [cg·kh·kw, p] from cg input planes at x. */
+static void im2col(const conv_geom *g, const float *x, float *col) { im2col_rows(g, x, col, 0, g->k); }
 
 /* dx (cg planes) += the column matrix folded back: the transpose of im2col. */
 static void col2im(const conv_geom *g, const float *col, float *dx)
@@ -109,18 +115,30 @@ static void col2im(const conv_geom *g, const float *col, float *dx)
 
 /* ---- small-K products -------------------------------------------------------------- */
 
-/* y [m, p] = w [m, k] · col [k, p] for small k. Blocks of 4 rows of w by 16 positions
- * keep their k-term sums in four vector registers; each load of col serves four rows. */
+/* y [m, p] = w [m, k] · col [k, p] (+ bias[o] per row when bias is given, then ReLU when
+ * relu is set) for small k. Blocks of 4 rows of w by 16 positions keep their k-term sums
+ * in four vector registers; each load of col serves four rows. The bias and ReLU are
+ * applied before the one store, so the output is written once. */
+static inline em_vf16 small_k_finish(em_vf16 acc, bool relu)
+{
+    const em_vf16 zero = em_splat16(0.0f);
+    return relu ? em_select16(acc > zero, acc, zero) : acc;
+}
+
+static inline float small_k_finish1(float acc, bool relu) { return relu && !(acc > 0.0f) ? 0.0f : acc; }
+
 static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const float *col,
-                         float *y)
+                         const float *bias, bool relu, float *y)
 {
     const int64_t full = p / 16 * 16;
     int64_t o = 0;
     for (; o + 4 <= m; o += 4) {
         const float *w0 = w + o * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
         float *y0 = y + o * p, *y1 = y0 + p, *y2 = y1 + p, *y3 = y2 + p;
+        const float b0 = bias ? bias[o] : 0.0f, b1 = bias ? bias[o + 1] : 0.0f;
+        const float b2 = bias ? bias[o + 2] : 0.0f, b3 = bias ? bias[o + 3] : 0.0f;
         for (int64_t q = 0; q < full; q += 16) {
-            em_vf16 a0 = em_splat16(0.0f), a1 = a0, a2 = a0, a3 = a0;
+            em_vf16 a0 = em_splat16(b0), a1 = em_splat16(b1), a2 = em_splat16(b2), a3 = em_splat16(b3);
             for (int64_t r = 0; r < k; r++) {
                 em_vf16 c = em_load16(col + r * p + q);
                 a0 += w0[r] * c;
@@ -128,13 +146,13 @@ static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const 
                 a2 += w2[r] * c;
                 a3 += w3[r] * c;
             }
-            em_store16(y0 + q, a0);
-            em_store16(y1 + q, a1);
-            em_store16(y2 + q, a2);
-            em_store16(y3 + q, a3);
+            em_store16(y0 + q, small_k_finish(a0, relu));
+            em_store16(y1 + q, small_k_finish(a1, relu));
+            em_store16(y2 + q, small_k_finish(a2, relu));
+            em_store16(y3 + q, small_k_finish(a3, relu));
         }
         for (int64_t q = full; q < p; q++) {
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            float s0 = b0, s1 = b1, s2 = b2, s3 = b3;
             for (int64_t r = 0; r < k; r++) {
                 float c = col[r * p + q];
                 s0 += w0[r] * c;
@@ -142,26 +160,27 @@ static void small_k_gemm(int64_t m, int64_t p, int64_t k, const float *w, const 
                 s2 += w2[r] * c;
                 s3 += w3[r] * c;
             }
-            y0[q] = s0;
-            y1[q] = s1;
-            y2[q] = s2;
-            y3[q] = s3;
+            y0[q] = small_k_finish1(s0, relu);
+            y1[q] = small_k_finish1(s1, relu);
+            y2[q] = small_k_finish1(s2, relu);
+            y3[q] = small_k_finish1(s3, relu);
         }
     }
     for (; o < m; o++) {
         const float *wo = w + o * k;
         float *yo = y + o * p;
+        const float bo = bias ? bias[o] : 0.0f;
         for (int64_t q = 0; q < full; q += 16) {
-            em_vf16 a = em_splat16(0.0f);
+            em_vf16 a = em_splat16(bo);
             for (int64_t r = 0; r < k; r++)
                 a += wo[r] * em_load16(col + r * p + q);
-            em_store16(yo + q, a);
+            em_store16(yo + q, small_k_finish(a, relu));
         }
         for (int64_t q = full; q < p; q++) {
-            float s = 0.0f;
+            float s = bo;
             for (int64_t r = 0; r < k; r++)
                 s += wo[r] * col[r * p + q];
-            yo[q] = s;
+            yo[q] = small_k_finish1(s, relu);
         }
     }
 }
@@ -222,11 +241,20 @@ static void small_k_weight_grad(int64_t m, int64_t p, int64_t k, const float *dz
         small_k_weight_grad_body(m, p, k, dz, relu_y, col, dw, db);
 }
 
-/* y [og, p] = W_g [og, k] · col [k, p] (written, not added). */
-static void forward_product(const conv_geom *g, const float *wg, const float *col, float *y)
+/* Whether the product applies the bias and activation itself (small_k_gemm can when
+ * no separate pre-activation is kept). */
+static bool product_fuses_epilogue(const conv_geom *g, em_activation act, const float *pre, const float *y)
+{
+    return g->k <= SMALL_K && (act == EM_ACT_NONE || (act == EM_ACT_RELU && pre == y));
+}
+
+/* y [og, p] = W_g [og, k] · col [k, p] (written, not added); with fused, the group's
+ * bias_g and ReLU (when act is ReLU) too. */
+static void forward_product(const conv_geom *g, const float *wg, const float *col, bool fused,
+                            const float *bias_g, em_activation act, float *y)
 {
     if (g->k <= SMALL_K)
-        small_k_gemm(g->og, g->p, g->k, wg, col, y);
+        small_k_gemm(g->og, g->p, g->k, wg, col, fused ? bias_g : NULL, fused && act == EM_ACT_RELU, y);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->og, (int)g->p, (int)g->k,
                     1.0f, wg, (int)g->k, col, (int)g->p, 0.0f, y, (int)g->p);
@@ -287,17 +315,23 @@ const float *em_conv_activation_grad(em_activation act, float param, const float
     }
 }
 
-/* One image's output [o, p]: pre += bias, then y = act(pre). */
-static void bias_activation(const conv_geom *g, const float *bias, em_activation act, float param,
-                            float *pre, float *y)
+/* Channels [o0, o1) of one image's output [o, p]: pre += bias, then y = act(pre). */
+static void bias_activation_channels(const conv_geom *g, const float *bias, em_activation act,
+                                     float param, float *pre, float *y, int64_t o0, int64_t o1)
 {
     if (bias)
-        for (int64_t o = 0; o < g->o; o++) {
+        for (int64_t o = o0; o < o1; o++) {
             float bo = bias[o], *zo = pre + o * g->p;
             for (int64_t q = 0; q < g->p; q++)
                 zo[q] += bo;
         }
-    em_conv_activate(act, param, pre, y, g->o * g->p);
+    em_conv_activate(act, param, pre + o0 * g->p, y + o0 * g->p, (o1 - o0) * g->p);
+}
+
+static void bias_activation(const conv_geom *g, const float *bias, em_activation act, float param,
+                            float *pre, float *y)
+{
+    bias_activation_channels(g, bias, act, param, pre, y, 0, g->o);
 }
 
 /* ---- checking ---------------------------------------------------------------------- */
@@ -381,11 +415,83 @@ int em_conv_batch_threads(int64_t n)
     return n >= nt ? nt : 1;
 }
 
+/* Multiply-adds per image below which a batch smaller than the team runs on one thread:
+ * splitting costs two barriers (about a microsecond with waiting threads spinning). */
+#define SHARED_IMAGE_MIN_WORK (1 << 17)
+
+/* Part [t·n/nt, (t+1)·n/nt) of n, rounded to multiples of `unit` where n allows. */
+static void share_of(int64_t n, int64_t unit, int t, int nt, int64_t *lo, int64_t *hi)
+{
+    int64_t units = (n + unit - 1) / unit;
+    int64_t a = units * t / nt * unit, b = units * (t + 1) / nt * unit;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
+/* A batch smaller than the team (batch-1 inference): the threads share each image, each
+ * computing a share of the output channels from the whole column matrix on one BLAS
+ * thread. Each thread unfolds the image into a column matrix of its own: sharing one
+ * (each unfolding a share of its rows, then a barrier) measured three times slower on
+ * W2's first layer than the one-thread layer, as every call's writes then take the
+ * cache lines back from the other core. Splitting channels rather than positions keeps
+ * each thread's weights apart, so they stay in that core's cache between calls. */
+static int shared_image_forward(const conv_geom *gp, const float *x, const float *w,
+                                const float *bias, em_activation act, float act_param, float *pre,
+                                float *y)
+{
+    const conv_geom g = *gp;
+    const int nt = omp_get_max_threads();
+    /* Whole cache lines per thread. */
+    const size_t col_floats = (size_t)(g.k * g.p + 15) / 16 * 16;
+    float *col_all = NULL;
+    if (!g.direct) {
+        col_all = em_arena_alloc(em_step_arena(), (size_t)nt * col_floats * sizeof(float));
+        if (!col_all)
+            return EM_ERR;
+    }
+    const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.p;
+    const bool fused = product_fuses_epilogue(&g, act, pre, y);
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        float *col = col_all ? col_all + (size_t)t * col_floats : NULL;
+        int64_t o0, o1;
+        share_of(g.og, 16, t, omp_get_num_threads(), &o0, &o1);
+        for (int64_t n = 0; n < g.n && o1 > o0; n++)
+            for (int64_t gi = 0; gi < g.groups; gi++) {
+                const float *xg = x + n * in_image + gi * g.cg * g.h * g.w;
+                const float *cg = xg;
+                if (!g.direct) {
+                    im2col(&g, xg, col);
+                    cg = col;
+                }
+                float *zg = pre + n * out_image + gi * g.og * g.p;
+                const float *wg = w + gi * g.og * g.k;
+                const float *bias_g = bias ? bias + gi * g.og : NULL;
+                if (fused)
+                    small_k_gemm(o1 - o0, g.p, g.k, wg + o0 * g.k, cg, bias_g ? bias_g + o0 : NULL,
+                                 act == EM_ACT_RELU, zg + o0 * g.p);
+                else if (g.k <= SMALL_K)
+                    small_k_gemm(o1 - o0, g.p, g.k, wg + o0 * g.k, cg, NULL, false, zg + o0 * g.p);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(o1 - o0), (int)g.p,
+                                (int)g.k, 1.0f, wg + o0 * g.k, (int)g.k, cg, (int)g.p, 0.0f,
+                                zg + o0 * g.p, (int)g.p);
+                if (!fused)
+                    bias_activation_channels(&g, bias_g, act, act_param, zg,
+                                             y + n * out_image + gi * g.og * g.p, o0, o1);
+            }
+    }
+    return EM_OK;
+}
+
 /* pre = conv(x, w) + bias through im2col, then y = act(pre). */
 static int unfolded_forward(const conv_geom *gp, const float *x, const float *w, const float *bias,
                             em_activation act, float act_param, float *pre, float *y)
 {
     const conv_geom g = *gp;
+    if (g.n < omp_get_max_threads() && g.og * g.p * g.k >= SHARED_IMAGE_MIN_WORK && !omp_in_parallel())
+        return shared_image_forward(gp, x, w, bias, act, act_param, pre, y);
     int nt = em_conv_batch_threads(g.n);
     float *col_all = NULL;
     if (!g.direct) {
@@ -394,6 +500,7 @@ static int unfolded_forward(const conv_geom *gp, const float *x, const float *w,
             return EM_ERR;
     }
     const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.p;
+    const bool fused = product_fuses_epilogue(&g, act, pre, y);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = col_all ? col_all + (size_t)omp_get_thread_num() * (size_t)(g.k * g.p) : NULL;
@@ -407,9 +514,11 @@ static int unfolded_forward(const conv_geom *gp, const float *x, const float *w,
                     im2col(&g, xg, col);
                     cg = col;
                 }
-                forward_product(&g, w + gi * g.og * g.k, cg, zn + gi * g.og * g.p);
+                forward_product(&g, w + gi * g.og * g.k, cg, fused, bias ? bias + gi * g.og : NULL, act,
+                                zn + gi * g.og * g.p);
             }
-            bias_activation(&g, bias, act, act_param, zn, y + n * out_image);
+            if (!fused)
+                bias_activation(&g, bias, act, act_param, zn, y + n * out_image);
         }
     }
     return EM_OK;
@@ -448,10 +557,16 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
     }
 
     const float *winograd_u = NULL;
-    int status = g.winograd ? em_conv_winograd_forward(&g, x->data, w->data, b ? b->data : NULL, act,
-                                                       act_param, pre, out->data, &winograd_u)
-                            : unfolded_forward(&g, x->data, w->data, b ? b->data : NULL, act,
-                                               act_param, pre, out->data);
+    int status;
+    if (g.winograd && !recording)
+        status = em_conv_winograd_infer(&g, x->data, w->data, b ? b->data : NULL, act, act_param,
+                                        out->data, &winograd_u);
+    else if (g.winograd)
+        status = em_conv_winograd_forward(&g, x->data, w->data, b ? b->data : NULL, act, act_param,
+                                          pre, out->data, &winograd_u);
+    else
+        status = unfolded_forward(&g, x->data, w->data, b ? b->data : NULL, act, act_param, pre,
+                                  out->data);
     if (status != EM_OK)
         return NULL;
 

@@ -73,6 +73,23 @@ void em_conv_force_winograd_tile(int m);
 int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
                              em_activation act, float act_param, float *pre, float *y,
                              const float **u_out);
+/* The same without backward (*u_out NULL when the weights came from the per-thread
+ * cache of conv_winograd_packed.c). */
+int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
+                           em_activation act, float act_param, float *y, const float **u_out);
+/* u [a²][o·c] = the Winograd transform of each 3x3 filter of w [o·c, 9], tile side m. */
+void em_conv_winograd_weights(const conv_geom *g, int m, const float *w, float *u);
+
+/* ---- inference (conv_winograd_packed.c) -------------------------------------------- */
+/* w's transformed weights packed [a²][c][round16(o)], from this thread's cache when w
+ * still holds the values they came from, else transformed and cached now. NULL if memory
+ * runs out (the caller then transforms on its own). */
+const float *em_conv_winograd_packed_weights(const conv_geom *g, int m, const float *w);
+/* c [rows, n] = a [rows, k] · b [k, n], b dense row-major and n a multiple of 16. */
+void em_conv_packed_gemm(int64_t rows, int64_t k, int64_t n, const float *a, int64_t lda, const float *b,
+                         float *c, int64_t ldc);
+/* Frees this thread's cached weights (em_release_thread_state calls it). */
+void em_conv_release_cache(void);
 /* Adds the gradients of the inputs that require one (x, w, b; b may be NULL). */
 int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, em_tensor *b,
                               const float *y, const float *dy);

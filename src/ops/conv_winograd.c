@@ -26,6 +26,9 @@
  * transforms and the GEMMs; threads take blocks, BLAS runs on one thread in each. */
 #include <cblas.h>
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 #include "ember/error.h"
@@ -53,10 +56,7 @@ bool em_conv_winograd_applies(const conv_geom *g)
         return false;
     if (forced_algorithm == EM_CONV_WINOGRAD)
         return true;
-    /* The weight transform costs about one image's worth of work per call (W2's second
-     * layer: 0.13 ms for one image against im2col's 0.10, 0.056 ms per image against 0.10
-     * in a batch of 64), so a single image stays with im2col. */
-    return g->c >= MIN_CHANNELS && g->o >= MIN_CHANNELS && g->n >= 2;
+    return g->c >= MIN_CHANNELS && g->o >= MIN_CHANNELS;
 }
 
 /* ---- blocks ------------------------------------------------------------------------ */
@@ -110,13 +110,16 @@ static void make_plan(const conv_geom *g, wino_plan *p)
     int64_t budget = BLOCK_BYTES / tile_bytes;
     if (budget < 1)
         budget = 1;
-    if (tpi <= budget) {
+    /* Fewer images than threads (batch-1 inference): bands of tile rows, so that every
+     * thread gets a share of each image (forward only runs bands of one image at once). */
+    const int nt = omp_get_max_threads();
+    const bool share_images = g->n < nt && p->th >= nt;
+    if (tpi <= budget && !share_images) {
         p->whole_images = true;
         p->per_block = budget / tpi;
         if (p->per_block > g->n)
             p->per_block = g->n;
         /* Every thread should get blocks: shrink them when the batch is small. */
-        int nt = omp_get_max_threads();
         while (p->per_block > 1 && (g->n + p->per_block - 1) / p->per_block < nt)
             p->per_block--;
         p->items = (g->n + p->per_block - 1) / p->per_block;
@@ -126,6 +129,8 @@ static void make_plan(const conv_geom *g, wino_plan *p)
     } else {
         p->whole_images = false;
         p->per_block = budget / p->tw > 0 ? budget / p->tw : 1;
+        if (share_images && p->per_block > (p->th + nt - 1) / nt)
+            p->per_block = (p->th + nt - 1) / nt;
         p->items = g->n;
         p->bands = (p->th + p->per_block - 1) / p->per_block;
         p->max_tiles = p->per_block * p->tw;
@@ -159,8 +164,8 @@ static inline int64_t tile_index(const wino_plan *p, const wino_block *b, int64_
  * Each maps a column of values (scalars for the weights, 16-channel vectors elsewhere);
  * the two-dimensional transforms apply them along columns, then along rows. */
 
-/* G g: 3 -> m + 2 */
-static void g_2(const float *v, float *o)
+/* G g: 3 -> m + 2, on 16 filters at a time */
+static inline void g_2(const em_vf16 *v, em_vf16 *o)
 {
     o[0] = v[0];
     o[1] = 0.5f * (v[0] + v[1] + v[2]);
@@ -172,7 +177,7 @@ static void g_2(const float *v, float *o)
 #define TWELFTH (1.0f / 12.0f)
 #define TWENTY_FOURTH (1.0f / 24.0f)
 
-static void g_4(const float *v, float *o)
+static inline void g_4(const em_vf16 *v, em_vf16 *o)
 {
     o[0] = 0.25f * v[0];
     o[1] = -SIXTH * (v[0] + v[1] + v[2]);
@@ -280,23 +285,56 @@ static inline void a_4(const em_vf16 *y, em_vf16 *v)
 /* ---- weights ----------------------------------------------------------------------- */
 
 /* U_ξ[o][c] = (G g Gᵀ)_ξ for every 3x3 kernel g = w[o][c]. */
+/* Tap t of 16 consecutive filters (9 taps each) as one vector. */
+static inline em_vf16 filter_taps(const float *w, int t)
+{
+#if defined(__AVX512F__)
+    const __m512i stride9 = _mm512_set_epi32(135, 126, 117, 108, 99, 90, 81, 72, 63, 54, 45, 36, 27, 18, 9, 0);
+    return (em_vf16)_mm512_i32gather_ps(stride9, w + t, 4);
+#else
+    em_vf16 v;
+    for (int l = 0; l < 16; l++)
+        v[l] = w[9 * l + t];
+    return v;
+#endif
+}
+
 static void weight_transform(const conv_geom *g, const wino_plan *p, const float *w, float *u)
 {
     const int64_t oc = g->o * g->c;
     const int a = p->a;
-    for (int64_t k = 0; k < oc; k++) {
-        const float *f = w + 9 * k;
-        float col[3], gcol[MAX_A], t[MAX_A][3], row[MAX_A]; /* t = G g */
+    /* 16 filters at a time, so that each transformed position is stored as one vector
+     * (u keeps each position's filters together: scattered scalar stores there cost more
+     * than all of the arithmetic). */
+    for (int64_t k0 = 0; k0 < oc; k0 += 16) {
+        const int64_t lanes = oc - k0 < 16 ? oc - k0 : 16;
+        float tail[16 * 9];
+        const float *f = w + 9 * k0;
+        if (lanes < 16) {
+            memset(tail, 0, sizeof tail);
+            memcpy(tail, f, (size_t)(9 * lanes) * sizeof(float));
+            f = tail;
+        }
+        em_vf16 col[3], gcol[MAX_A], t[MAX_A][3], row[MAX_A]; /* t = G g */
         for (int j = 0; j < 3; j++) {
-            col[0] = f[j], col[1] = f[3 + j], col[2] = f[6 + j];
+            for (int i = 0; i < 3; i++)
+                col[i] = filter_taps(f, 3 * i + j);
             p->m == 2 ? g_2(col, gcol) : g_4(col, gcol);
             for (int i = 0; i < a; i++)
                 t[i][j] = gcol[i];
         }
         for (int i = 0; i < a; i++) {
             p->m == 2 ? g_2(t[i], row) : g_4(t[i], row);
-            for (int j = 0; j < a; j++)
-                u[(a * i + j) * oc + k] = row[j];
+            for (int j = 0; j < a; j++) {
+                float *dst = u + (a * i + j) * oc + k0;
+                if (lanes == 16) {
+                    em_store16(dst, row[j]);
+                } else {
+                    float partial[16];
+                    em_store16(partial, row[j]);
+                    memcpy(dst, partial, (size_t)lanes * sizeof(float));
+                }
+            }
         }
     }
 }
@@ -722,24 +760,30 @@ static void thread_work(const conv_geom *g, const wino_plan *p, const wino_sizes
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
-                             em_activation act, float act_param, float *pre, float *y,
-                             const float **u_out)
+void em_conv_winograd_weights(const conv_geom *g, int m, const float *w, float *u)
 {
-    wino_plan p;
-    make_plan(g, &p);
+    wino_plan p = {.m = m, .a = m + 2, .xi = (m + 2) * (m + 2)};
+    weight_transform(g, &p, w, u);
+}
+
+/* Forward with the transformed weights either in [a²][o·c] (u, for BLAS and backward) or
+ * packed [a²][c][op] (packed, from the inference cache). */
+static int winograd_forward(const conv_geom *g, const wino_plan *pp, const float *x, const float *u,
+                            const float *packed, const float *bias, em_activation act, float act_param,
+                            float *pre, float *y)
+{
+    const wino_plan p = *pp;
+    /* Forward's blocks write disjoint outputs, so bands of one image may run at once. */
+    const int64_t jobs = p.items * p.bands;
     int nt = omp_get_max_threads();
-    if (nt > p.items)
-        nt = (int)p.items;
+    if (nt > jobs)
+        nt = (int)jobs;
     wino_sizes z;
     scratch_sizes(g, &p, false, false, false, false, false, &z);
-    float *u = em_arena_alloc(em_step_arena(), (size_t)(p.xi * g->o * g->c + p.op) * sizeof(float));
     float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
-    if (!u || !scratch)
+    float *bias_padded = em_arena_alloc(em_step_arena(), (size_t)p.op * sizeof(float));
+    if (!scratch || !bias_padded)
         return EM_ERR;
-    weight_transform(g, &p, w, u);
-    *u_out = u;
-    float *bias_padded = u + p.xi * g->o * g->c;
     for (int64_t o = 0; o < p.op; o++)
         bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
     const bool fused_relu = act == EM_ACT_RELU && pre == y;
@@ -750,24 +794,64 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
         wino_work wk;
         thread_work(g, &p, &z, scratch, omp_get_thread_num(), &wk);
 #pragma omp for schedule(static)
-        for (int64_t item = 0; item < p.items; item++) {
+        for (int64_t job = 0; job < jobs; job++) {
             wino_block b;
-            for (int64_t k = 0; k < p.bands; k++) {
-                block_of(g, &p, item, k, &b);
-                const int t = (int)b.tiles;
-                input_transform(g, &p, &b, x, &wk);
-                for (int xi = 0; xi < p.xi; xi++)
+            block_of(g, &p, job / p.bands, job % p.bands, &b);
+            const int t = (int)b.tiles;
+            input_transform(g, &p, &b, x, &wk);
+            for (int xi = 0; xi < p.xi; xi++) {
+                if (packed)
+                    em_conv_packed_gemm(t, c, op, wk.v + (size_t)xi * t * cp, cp, packed + (size_t)xi * c * op,
+                                        wk.m + (size_t)xi * t * op, op);
+                else
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, c, 1.0f,
                                 wk.v + (size_t)xi * t * cp, cp, u + (size_t)xi * o * c, c, 0.0f,
                                 wk.m + (size_t)xi * t * op, op);
-                output_transform(g, &p, &b, bias_padded, fused_relu, pre, &wk);
             }
-            if (!fused_relu)
+            output_transform(g, &p, &b, bias_padded, fused_relu, pre, &wk);
+            if (fused_relu)
+                continue;
+            if (p.whole_images) {
                 em_conv_activate(act, act_param, pre + b.n0 * out_image, y + b.n0 * out_image,
                                  (b.n1 - b.n0) * out_image);
+            } else {
+                /* The band's output rows of each channel. */
+                int64_t oy0, oy1;
+                band_output_rows(g, &p, &b, &oy0, &oy1);
+                for (int64_t ch = 0; ch < g->o; ch++) {
+                    const int64_t at = b.n0 * out_image + ch * g->p + oy0 * g->ow;
+                    em_conv_activate(act, act_param, pre + at, y + at, (oy1 - oy0) * g->ow);
+                }
+            }
         }
     }
     return EM_OK;
+}
+
+int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
+                             em_activation act, float act_param, float *pre, float *y,
+                             const float **u_out)
+{
+    wino_plan p;
+    make_plan(g, &p);
+    float *u = em_arena_alloc(em_step_arena(), (size_t)(p.xi * g->o * g->c) * sizeof(float));
+    if (!u)
+        return EM_ERR;
+    weight_transform(g, &p, w, u);
+    *u_out = u;
+    return winograd_forward(g, &p, x, u, NULL, bias, act, act_param, pre, y);
+}
+
+int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
+                           em_activation act, float act_param, float *y, const float **u_out)
+{
+    wino_plan p;
+    make_plan(g, &p);
+    const float *packed = em_conv_winograd_packed_weights(g, p.m, w);
+    if (!packed)
+        return em_conv_winograd_forward(g, x, w, bias, act, act_param, y, y, u_out);
+    *u_out = NULL;
+    return winograd_forward(g, &p, x, NULL, packed, bias, act, act_param, y, y);
 }
 
 /* ---- backward ---------------------------------------------------------------------- */

@@ -434,6 +434,61 @@ static void linear_backward(em_node *node)
     }
 }
 
+/* pre = x·Wᵀ + bias, then y = act(pre), over all threads: the bias is broadcast first
+ * so that the GEMM adds onto it (beta = 1). */
+static void whole_linear(const float *x, const blas_matrix *lx, const float *w, const blas_matrix *lwt,
+                         const float *bias, em_activation act, float act_param, int64_t rows,
+                         int64_t in, int64_t out, float *pre, float *y)
+{
+    float beta = 0.0f;
+    if (bias) {
+#pragma omp parallel if (rows * out >= PARALLEL_MIN_ELEMENTS)
+        {
+            int64_t r0, r1;
+            thread_rows(rows, &r0, &r1);
+            for (int64_t r = r0; r < r1; r++)
+                memcpy(pre + r * out, bias, (size_t)out * sizeof(float));
+        }
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, lx->trans, lwt->trans, (int)rows, (int)out, (int)in, 1.0f, x, lx->ld,
+                w, lwt->ld, beta, pre, (int)out);
+    if (act != EM_ACT_NONE)
+        em_activation_forward(act, act_param, pre, y, rows * out);
+}
+
+/* Weights (in·out) from which a batch smaller than the team shares the product out. */
+#define SHARED_ROWS_MIN_WEIGHTS (1 << 16)
+
+/* The same for fewer rows than threads (batch-1 inference), where the product is a
+ * stream of the weights: each thread takes a share of the output features, i.e. of W's
+ * rows, on one BLAS thread. Each core then reads only its own part of W, which stays in
+ * that core's cache from one call to the next when it fits. */
+static void shared_rows_linear(const float *x, const blas_matrix *lx, const float *w,
+                               int64_t w_out_stride, const blas_matrix *lwt, const float *bias,
+                               em_activation act, float act_param, int64_t rows, int64_t in,
+                               int64_t out, float *pre, float *y)
+{
+#pragma omp parallel
+    {
+        int64_t c0, c1;
+        thread_cols(out, &c0, &c1);
+        if (c1 > c0) {
+            float beta = 0.0f;
+            if (bias) {
+                for (int64_t r = 0; r < rows; r++)
+                    memcpy(pre + r * out + c0, bias + c0, (size_t)(c1 - c0) * sizeof(float));
+                beta = 1.0f;
+            }
+            cblas_sgemm(CblasRowMajor, lx->trans, lwt->trans, (int)rows, (int)(c1 - c0), (int)in, 1.0f,
+                        x, lx->ld, w + c0 * w_out_stride, lwt->ld, beta, pre + c0, (int)out);
+            if (act != EM_ACT_NONE)
+                for (int64_t r = 0; r < rows; r++)
+                    em_activation_forward(act, act_param, pre + r * out + c0, y + r * out + c0, c1 - c0);
+        }
+    }
+}
+
 em_tensor *em_linear(em_tensor *x, em_tensor *w, em_tensor *b, em_activation act, float act_param)
 {
     if (!x || !w)
@@ -488,10 +543,9 @@ em_tensor *em_linear(em_tensor *x, em_tensor *w, em_tensor *b, em_activation act
             return NULL;
     }
 
-    /* Start from the broadcast bias so that the GEMM adds onto it (beta = 1). */
-    float beta = 0.0f;
+    const float *bias = NULL;
     if (b) {
-        const float *bias = b->data;
+        bias = b->data;
         if (b->stride[0] != 1) {
             float *dense = em_arena_alloc(em_step_arena(), (size_t)out * sizeof(float));
             if (!dense)
@@ -499,19 +553,12 @@ em_tensor *em_linear(em_tensor *x, em_tensor *w, em_tensor *b, em_activation act
             em_copy_to(b, dense);
             bias = dense;
         }
-#pragma omp parallel if (rows * out >= PARALLEL_MIN_ELEMENTS)
-        {
-            int64_t r0, r1;
-            thread_rows(rows, &r0, &r1);
-            for (int64_t r = r0; r < r1; r++)
-                memcpy(pre + r * out, bias, (size_t)out * sizeof(float));
-        }
-        beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, lx.trans, lwt.trans, (int)rows, (int)out, (int)in, 1.0f, x->data, lx.ld,
-                w->data, lwt.ld, beta, pre, (int)out);
-    if (act != EM_ACT_NONE)
-        em_activation_forward(act, act_param, pre, y->data, rows * out);
+    if (rows < omp_get_max_threads() && in * out >= SHARED_ROWS_MIN_WEIGHTS && !omp_in_parallel())
+        shared_rows_linear(x->data, &lx, w->data, w->stride[0], &lwt, bias, act, act_param, rows,
+                           in, out, pre, y->data);
+    else
+        whole_linear(x->data, &lx, w->data, &lwt, bias, act, act_param, rows, in, out, pre, y->data);
 
     em_node *node = em_record("linear", y, 3, (em_tensor *[]){x, w, b}, linear_backward);
     if (node) {
