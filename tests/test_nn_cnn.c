@@ -129,17 +129,6 @@ static void test_description_round_trip(void)
 
 /* ---- PyTorch parity ------------------------------------------------------------- */
 
-static void load_state(em_st_file *f, em_model *m, const char *prefix)
-{
-    int count;
-    const em_named_tensor *state = em_model_state(m, &count);
-    for (int i = 0; i < count; i++) {
-        char name[256];
-        snprintf(name, sizeof name, "%s.%s", prefix, state[i].name);
-        CHECK_MSG(em_st_load_into(f, name, state[i].tensor) == EM_OK, "%s", ember_last_error());
-    }
-}
-
 static void check_state_values(em_st_file *f, const em_model *m, const char *prefix)
 {
     int count;
@@ -201,7 +190,7 @@ static em_model *parity_model(em_st_file *f, const char *p)
     if (!m)
         return NULL;
     snprintf(name, sizeof name, "%s.init", p);
-    load_state(f, m, name);
+    test_fixture_load_state(f, m, name);
     /* every tensor of PyTorch's state_dict and nothing else */
     int count, in_fixture = 0;
     em_model_state(m, &count);

@@ -10,18 +10,6 @@
 
 #include "testlib.h"
 
-/* The fixture's tensor as int32 ids. */
-static int32_t *fixture_ids(em_st_file *f, const char *name, int64_t *batch, int64_t *steps)
-{
-    em_tensor *t = test_fixture_tensor(f, name);
-    int32_t *ids = malloc((size_t)t->numel * sizeof *ids);
-    for (int64_t i = 0; i < t->numel; i++)
-        ids[i] = (int32_t)t->data[i];
-    *batch = t->shape[0];
-    *steps = t->ndim > 1 ? t->shape[1] : t->numel;
-    return ids;
-}
-
 static em_gpt_config config_of(const char *prefix)
 {
     if (strcmp(prefix, "a") == 0)
@@ -34,24 +22,9 @@ static em_model *model_from_fixture(em_st_file *f, const char *prefix)
     em_gpt_config c = config_of(prefix);
     em_model *m = em_gpt_new(&c, 3);
     CHECK_MSG(m != NULL, "%s", ember_last_error());
-    if (!m)
-        return NULL;
-    int count;
-    const em_named_tensor *state = em_model_state(m, &count);
-    for (int i = 0; i < count; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "%s.%s", prefix, state[i].name);
-        CHECK_MSG(em_st_load_into(f, name, state[i].tensor) == EM_OK, "%s: %s", name, ember_last_error());
-    }
+    if (m)
+        test_fixture_load_state(f, m, prefix);
     return m;
-}
-
-static em_tensor *sequence_loss(em_tensor *logits, const int32_t *targets)
-{
-    if (!logits)
-        return NULL;
-    int64_t v = logits->shape[logits->ndim - 1];
-    return em_cross_entropy(em_reshape(logits, 2, (int64_t[]){logits->numel / v, v}), targets, 0.0f);
 }
 
 static void test_w4_description(void)
@@ -130,12 +103,9 @@ static void test_parity(const char *prefix)
 {
     em_st_file *f = test_fixture("gpt");
     em_model *m = model_from_fixture(f, prefix);
-    char name[64];
     int64_t batch, steps, tb, ts;
-    snprintf(name, sizeof name, "%s.ids", prefix);
-    int32_t *ids = fixture_ids(f, name, &batch, &steps);
-    snprintf(name, sizeof name, "%s.targets", prefix);
-    int32_t *targets = fixture_ids(f, name, &tb, &ts);
+    int32_t *ids = test_fixture_ids(f, prefix, "ids", &batch, &steps);
+    int32_t *targets = test_fixture_ids(f, prefix, "targets", &tb, &ts);
     em_gpt_config c = config_of(prefix);
     if (!m)
         goto done;
@@ -143,20 +113,7 @@ static void test_parity(const char *prefix)
     CHECK_MSG(logits && logits->ndim == 3 && logits->shape[0] == batch && logits->shape[1] == steps &&
                   logits->shape[2] == c.vocab,
               "%s: %s", prefix, logits ? em_shape_str(logits) : ember_last_error());
-    em_tensor *loss = sequence_loss(logits, targets);
-    if (!loss)
-        goto done;
-    snprintf(name, sizeof name, "%s.logits", prefix);
-    CHECK(test_tensor_close(name, logits, test_fixture_tensor(f, name)->data, 1e-5, 1e-4));
-    snprintf(name, sizeof name, "%s.loss", prefix);
-    CHECK_NEAR(em_item(loss), test_fixture_tensor(f, name)->data[0], 1e-5);
-    CHECK_MSG(em_backward(loss) == EM_OK, "%s", ember_last_error());
-    int count;
-    const em_named_tensor *state = em_model_state(m, &count);
-    for (int i = 0; i < count; i++) {
-        snprintf(name, sizeof name, "%s.grad.%s", prefix, state[i].name);
-        CHECK(test_grad_close(name, state[i].tensor->grad, test_fixture_tensor(f, name), 2e-5, 1e-3));
-    }
+    test_sequence_parity(f, m, prefix, logits, targets);
 done:
     em_step_end();
     free(ids);

@@ -26,53 +26,16 @@ static const char *description_of(const char *prefix)
     return "input 4\nembedding 11 5\nrnn hidden=6 num_layers=2 nonlinearity=relu bias=false\nlinear 11\n";
 }
 
-/* The fixture's tensor as int32 ids. */
-static int32_t *fixture_ids(em_st_file *f, const char *name, int64_t *batch, int64_t *steps)
-{
-    em_tensor *t = test_fixture_tensor(f, name);
-    if (!t)
-        return NULL;
-    int32_t *ids = malloc((size_t)t->numel * sizeof *ids);
-    for (int64_t i = 0; i < t->numel; i++)
-        ids[i] = (int32_t)t->data[i];
-    *batch = t->shape[0];
-    *steps = t->shape[1];
-    return ids;
-}
-
 static em_model *model_from_fixture(em_st_file *f, const char *prefix)
 {
     em_model *m = em_model_parse(description_of(prefix), prefix, 1);
     CHECK_MSG(m != NULL, "%s", ember_last_error());
-    if (!m)
-        return NULL;
-    int count;
-    const em_named_tensor *state = em_model_state(m, &count);
-    for (int i = 0; i < count; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "%s.init.%s", prefix, state[i].name);
-        CHECK_MSG(em_st_load_into(f, name, state[i].tensor) == EM_OK, "%s: %s", name, ember_last_error());
+    if (m) {
+        char init[64];
+        snprintf(init, sizeof init, "%s.init", prefix);
+        test_fixture_load_state(f, m, init);
     }
     return m;
-}
-
-static em_tensor *sequence_loss(em_tensor *logits, const int32_t *targets)
-{
-    if (!logits)
-        return NULL;
-    int64_t v = logits->shape[logits->ndim - 1];
-    return em_cross_entropy(em_reshape(logits, 2, (int64_t[]){logits->numel / v, v}), targets, 0.0f);
-}
-
-static void check_grads(em_st_file *f, const em_model *m, const char *prefix)
-{
-    int count;
-    const em_named_tensor *state = em_model_state(m, &count);
-    for (int i = 0; i < count; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "%s.grad.%s", prefix, state[i].name);
-        CHECK(test_grad_close(name, state[i].tensor->grad, test_fixture_tensor(f, name), 2e-5, 1e-3));
-    }
 }
 
 static void check_hidden(em_st_file *f, const em_model *m, const char *prefix, const char *state,
@@ -94,10 +57,8 @@ static void test_parity(const char *prefix, bool with_h0, bool with_c0)
     em_model *m = model_from_fixture(f, prefix);
     char name[64];
     int64_t batch, steps, tb, ts;
-    snprintf(name, sizeof name, "%s.ids", prefix);
-    int32_t *ids = fixture_ids(f, name, &batch, &steps);
-    snprintf(name, sizeof name, "%s.targets", prefix);
-    int32_t *targets = fixture_ids(f, name, &tb, &ts);
+    int32_t *ids = test_fixture_ids(f, prefix, "ids", &batch, &steps);
+    int32_t *targets = test_fixture_ids(f, prefix, "targets", &tb, &ts);
     if (!m || !ids || !targets)
         goto done;
     CHECK(em_model_vocab_size(m) == 11 && em_model_has_carry(m) && em_model_hidden_count(m) == (with_c0 || strstr(prefix, "lstm") ? 2 : 1));
@@ -115,15 +76,8 @@ static void test_parity(const char *prefix, bool with_h0, bool with_c0)
     CHECK_MSG(logits && logits->ndim == 3 && logits->shape[0] == batch && logits->shape[1] == steps &&
                   logits->shape[2] == 11,
               "%s: %s", prefix, logits ? em_shape_str(logits) : ember_last_error());
-    em_tensor *loss = sequence_loss(logits, targets);
-    if (!loss)
+    if (!test_sequence_parity(f, m, prefix, logits, targets))
         goto done;
-    snprintf(name, sizeof name, "%s.logits", prefix);
-    CHECK(test_tensor_close(name, logits, test_fixture_tensor(f, name)->data, 1e-5, 1e-4));
-    snprintf(name, sizeof name, "%s.loss", prefix);
-    CHECK_NEAR(em_item(loss), test_fixture_tensor(f, name)->data[0], 1e-5);
-    CHECK(em_backward(loss) == EM_OK);
-    check_grads(f, m, prefix);
     check_hidden(f, m, prefix, "1.h", "h_n", batch);
     if (strstr(prefix, "lstm"))
         check_hidden(f, m, prefix, "1.c", "c_n", batch);
@@ -142,9 +96,9 @@ static void test_truncated_bptt(void)
     em_st_file *f = test_fixture("nn_rnn");
     em_model *m = model_from_fixture(f, "tbptt");
     int64_t b1, t1, b2, t2, tb, ts;
-    int32_t *ids = fixture_ids(f, "tbptt.ids", &b1, &t1);
-    int32_t *ids2 = fixture_ids(f, "tbptt.ids2", &b2, &t2);
-    int32_t *targets2 = fixture_ids(f, "tbptt.targets2", &tb, &ts);
+    int32_t *ids = test_fixture_ids(f, "tbptt", "ids", &b1, &t1);
+    int32_t *ids2 = test_fixture_ids(f, "tbptt", "ids2", &b2, &t2);
+    int32_t *targets2 = test_fixture_ids(f, "tbptt", "targets2", &tb, &ts);
     if (!m || !ids || !ids2 || !targets2)
         goto done;
     em_model_set_carry(m, true);
@@ -153,13 +107,13 @@ static void test_truncated_bptt(void)
     CHECK(em_forward_tokens(m, ids, b1, t1) != NULL);
     em_step_end();
     em_tensor *logits2 = em_forward_tokens(m, ids2, b2, t2);
-    em_tensor *loss2 = sequence_loss(logits2, targets2);
+    em_tensor *loss2 = test_sequence_loss(logits2, targets2);
     if (!loss2)
         goto done;
     CHECK(test_tensor_close("tbptt.logits2", logits2, test_fixture_tensor(f, "tbptt.logits2")->data, 1e-5, 1e-4));
     CHECK_NEAR(em_item(loss2), test_fixture_tensor(f, "tbptt.loss2")->data[0], 1e-5);
     CHECK(em_backward(loss2) == EM_OK);
-    check_grads(f, m, "tbptt");
+    test_fixture_check_grads(f, m, "tbptt");
 done:
     em_step_end();
     free(ids);

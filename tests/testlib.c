@@ -118,6 +118,65 @@ em_tensor *test_fixture_input(em_st_file *f, const char *name)
     return t;
 }
 
+int32_t *test_fixture_ids(em_st_file *f, const char *prefix, const char *name, int64_t *batch, int64_t *steps)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", prefix, name);
+    em_tensor *t = test_fixture_tensor(f, full);
+    int32_t *ids = malloc((size_t)t->numel * sizeof *ids);
+    for (int64_t i = 0; i < t->numel; i++)
+        ids[i] = (int32_t)t->data[i];
+    *batch = t->shape[0];
+    *steps = t->ndim > 1 ? t->shape[1] : t->numel;
+    return ids;
+}
+
+void test_fixture_load_state(em_st_file *f, em_model *m, const char *prefix)
+{
+    int count;
+    const em_named_tensor *state = em_model_state(m, &count);
+    for (int i = 0; i < count; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s.%s", prefix, state[i].name);
+        CHECK_MSG(em_st_load_into(f, name, state[i].tensor) == EM_OK, "%s: %s", name, ember_last_error());
+    }
+}
+
+void test_fixture_check_grads(em_st_file *f, const em_model *m, const char *prefix)
+{
+    int count;
+    const em_named_tensor *state = em_model_state(m, &count);
+    for (int i = 0; i < count; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s.grad.%s", prefix, state[i].name);
+        CHECK(test_grad_close(name, state[i].tensor->grad, test_fixture_tensor(f, name), 2e-5, 1e-3));
+    }
+}
+
+em_tensor *test_sequence_loss(em_tensor *logits, const int32_t *targets)
+{
+    if (!logits)
+        return NULL;
+    int64_t v = logits->shape[logits->ndim - 1];
+    return em_cross_entropy(em_reshape(logits, 2, (int64_t[]){logits->numel / v, v}), targets, 0.0f);
+}
+
+bool test_sequence_parity(em_st_file *f, const em_model *m, const char *prefix, em_tensor *logits,
+                          const int32_t *targets)
+{
+    em_tensor *loss = test_sequence_loss(logits, targets);
+    if (!loss)
+        return false;
+    char name[256];
+    snprintf(name, sizeof name, "%s.logits", prefix);
+    CHECK(test_tensor_close(name, logits, test_fixture_tensor(f, name)->data, 1e-5, 1e-4));
+    snprintf(name, sizeof name, "%s.loss", prefix);
+    CHECK_NEAR(em_item(loss), test_fixture_tensor(f, name)->data[0], 1e-5);
+    CHECK_MSG(em_backward(loss) == EM_OK, "%s", ember_last_error());
+    test_fixture_check_grads(f, m, prefix);
+    return true;
+}
+
 void test_gradcheck(const char *what, em_gradcheck_fn fn, void *user, em_tensor *const *inputs, int n,
                     double eps, double tol)
 {

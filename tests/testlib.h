@@ -67,6 +67,22 @@ em_tensor *test_fixture_input(em_st_file *f, const char *name);
 /* Loads one tensor into the step arena (no gradient). */
 em_tensor *test_fixture_tensor(em_st_file *f, const char *name);
 
+/* ---- models against PyTorch fixtures ---- */
+/* The fixture's tensor <prefix>.<name> as int32 ids (malloc'd); batch and steps are its
+ * first two dimensions (steps its size when it has one). */
+int32_t *test_fixture_ids(em_st_file *f, const char *prefix, const char *name, int64_t *batch, int64_t *steps);
+/* Loads every tensor of the model's state from <prefix>.<name>, CHECKing each. */
+void test_fixture_load_state(em_st_file *f, em_model *m, const char *prefix);
+/* CHECKs every parameter's gradient against <prefix>.grad.<name> (atol 2e-5, rtol 1e-3). */
+void test_fixture_check_grads(em_st_file *f, const em_model *m, const char *prefix);
+/* Mean cross-entropy of logits [..., V] against one target per position; NULL for NULL. */
+em_tensor *test_sequence_loss(em_tensor *logits, const int32_t *targets);
+/* A language model's step against the fixture: the loss of logits, both compared with
+ * <prefix>.logits and <prefix>.loss, then backward and test_fixture_check_grads. False
+ * when there was no loss to compare. */
+bool test_sequence_parity(em_st_file *f, const em_model *m, const char *prefix, em_tensor *logits,
+                          const int32_t *targets);
+
 /* Runs em_gradcheck and CHECKs max relative error < tol, printing the report. */
 void test_gradcheck(const char *what, em_gradcheck_fn fn, void *user, em_tensor *const *inputs,
                     int n, double eps, double tol);
