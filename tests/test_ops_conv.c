@@ -344,6 +344,98 @@ static void test_inference(void)
                     EM_ACT_NONE, 15);
 }
 
+/* em_conv2d_max_pool2d gives em_max_pool2d(em_conv2d(...)) exactly, fused (one image,
+ * two threads, no gradients) or not; and a model's inference, which fuses such pairs,
+ * gives the values of its forward with gradients. */
+/* t copied into arena (so that it outlives em_step_end), requiring a gradient. */
+static em_tensor *kept(em_arena *arena, const em_tensor *t)
+{
+    em_tensor *copy = em_tensor_from(arena, t->ndim, t->shape, t->data);
+    copy->requires_grad = true;
+    return copy;
+}
+
+static void check_conv_pool(const char *what, int64_t n, int64_t c, int64_t hw, int64_t o, em_activation act,
+                            const em_pool2d_args *pool, uint64_t seed)
+{
+    em_rng rng;
+    em_rng_seed(&rng, seed);
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = kept(arena, test_randn(&rng, 4, (int64_t[]){n, c, hw, hw}, 1.0f));
+    em_tensor *w = kept(arena, test_randn(&rng, 4, (int64_t[]){o, c, 3, 3}, 0.2f));
+    em_tensor *b = kept(arena, test_randn(&rng, 1, (int64_t[]){o}, 0.2f));
+    const em_conv2d_args conv = {.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dilation_h = 1,
+                                 .dilation_w = 1, .groups = 1, .act = act};
+    int threads = em_num_threads();
+    for (int t = 1; t <= 2; t++) {
+        em_set_num_threads(t);
+        for (int grad = 0; grad <= 1; grad++) {
+            bool was = em_set_grad_enabled(grad);
+            em_tensor *want = em_max_pool2d(em_conv2d(x, w, b, 1, 1, 1, 1, 1, 1, 1, act, 0.0f), pool->kernel_h,
+                                            pool->kernel_w, pool->stride_h, pool->stride_w, pool->pad_h,
+                                            pool->pad_w);
+            em_tensor *got = em_conv2d_max_pool2d(x, w, b, &conv, pool);
+            CHECK_MSG(want && got, "%s: %s", what, ember_last_error());
+            if (want && got) {
+                CHECK_MSG(got->ndim == 4 && got->numel == want->numel && got->shape[2] == want->shape[2] &&
+                              got->shape[3] == want->shape[3],
+                          "%s: shape %s, expected %s", what, em_shape_str(got), em_shape_str(want));
+                CHECK_MSG(got->numel == want->numel &&
+                              memcmp(got->data, want->data, (size_t)want->numel * sizeof(float)) == 0,
+                          "%s on %d thread(s), gradients %s: fused values differ", what, t, grad ? "on" : "off");
+                /* Gradients on: the result is recorded like the two ops. */
+                CHECK(!grad || got->requires_grad);
+            }
+            em_set_grad_enabled(was);
+            em_step_end();
+        }
+    }
+    em_set_num_threads(threads);
+    em_arena_destroy(arena);
+}
+
+static void test_conv_pool(void)
+{
+    const em_pool2d_args two = {2, 2, 2, 2, 0, 0}, three = {3, 3, 2, 2, 1, 1};
+    check_conv_pool("w2 block 1", 1, 1, 28, 32, EM_ACT_RELU, &two, 21);
+    check_conv_pool("w2 block 2", 1, 32, 14, 64, EM_ACT_RELU, &two, 22);
+    check_conv_pool("odd channels, padded window", 1, 9, 13, 20, EM_ACT_TANH, &three, 23);
+    check_conv_pool("a batch", 3, 8, 10, 16, EM_ACT_NONE, &two, 24);
+
+    /* A model with both pairs: inference equals the recorded forward. */
+    em_model *m = em_model_parse("input 1x28x28\nconv2d 32 3 pad=1\nrelu\nmaxpool 2\nconv2d 64 3 pad=1\n"
+                                 "relu\nmaxpool 2\nflatten\nlinear 10\n",
+                                 "conv-pool model", 5);
+    CHECK_MSG(m != NULL, "%s", ember_last_error());
+    if (!m)
+        return;
+    em_model_set_training(m, false);
+    em_rng rng;
+    em_rng_seed(&rng, 25);
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = kept(arena, test_randn(&rng, 4, (int64_t[]){1, 1, 28, 28}, 1.0f));
+    x->requires_grad = false;
+    int threads = em_num_threads();
+    for (int t = 1; t <= 2; t++) {
+        em_set_num_threads(t);
+        em_tensor *recorded = em_forward(m, x);
+        float want[10];
+        CHECK(recorded && recorded->numel == 10);
+        if (recorded)
+            memcpy(want, recorded->data, sizeof want);
+        bool was = em_set_grad_enabled(false);
+        em_tensor *inferred = em_forward(m, x);
+        em_set_grad_enabled(was);
+        CHECK_MSG(inferred != NULL, "%s", ember_last_error());
+        if (recorded && inferred)
+            test_tensor_close("model inference with fused conv + pool", inferred, want, 1e-5, 1e-5);
+        em_step_end();
+    }
+    em_set_num_threads(threads);
+    em_model_free(m);
+    em_arena_destroy(arena);
+}
+
 /* ---- numeric gradients ------------------------------------------------------------- */
 
 typedef struct conv_args {
@@ -478,6 +570,7 @@ int main(void)
         test_first_layer();
         test_reference();
         test_inference();
+        test_conv_pool();
         test_gradients();
         if (test_failures != before)
             fprintf(stderr, "(failures above with algorithm %d, Winograd tile %d)\n", (int)runs[r].algorithm,

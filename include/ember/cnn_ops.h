@@ -25,6 +25,24 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
                      int pad_h, int pad_w, int dilation_h, int dilation_w, int groups,
                      em_activation act, float act_param);
 
+/* ---- convolution then max pooling (src/ops/conv.c) ------------------------------- */
+typedef struct em_conv2d_args {
+    int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+    em_activation act;
+    float act_param;
+} em_conv2d_args;
+
+typedef struct em_pool2d_args {
+    int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w; /* strides <= 0: the kernel */
+} em_pool2d_args;
+
+/* em_max_pool2d(em_conv2d(x, w, b, conv...), pool...), the same values. Without
+ * gradients, on fewer images than threads (batch-1 inference), the threads split the
+ * output channels and each pools the planes it computed while they are in its cache;
+ * otherwise (and whenever gradients are recorded) the two ops run one after the other. */
+em_tensor *em_conv2d_max_pool2d(em_tensor *x, em_tensor *w, em_tensor *b, const em_conv2d_args *conv,
+                                const em_pool2d_args *pool);
+
 /* ---- pooling (src/ops/pool.c) ---------------------------------------------------- */
 /* x [N, C, H, W] -> [N, C, OH, OW], OH = (H + 2·pad_h - kh)/stride_h + 1 (floor, as
  * PyTorch with ceil_mode false). A stride <= 0 means the kernel size (PyTorch's default).

@@ -123,6 +123,25 @@ static em_tensor *conv2d_forward(em_layer *l, em_tensor *x, bool training)
                      c->act_param);
 }
 
+static bool conv2d_runs_next(const em_layer *l, const em_layer *next)
+{
+    (void)l;
+    em_pool2d_args window;
+    return em_layer_maxpool_window(next, &window);
+}
+
+static em_tensor *conv2d_forward_with_next(em_layer *l, em_layer *next, em_tensor *x)
+{
+    const conv2d_config *c = l->config;
+    em_pool2d_args window;
+    if (!em_layer_maxpool_window(next, &window))
+        return NULL;
+    const em_conv2d_args args = {(int)c->stride[0], (int)c->stride[1],   (int)c->pad[0], (int)c->pad[1],
+                                 (int)c->dilation[0], (int)c->dilation[1], (int)c->groups, c->act,
+                                 c->act_param};
+    return em_conv2d_max_pool2d(x, c->weight, c->bias_t, &args, &window);
+}
+
 /* " key=HxW" (or " key=N" when square), nothing when it is the default. */
 static void describe_pair(char *buf, size_t size, const char *key, const int64_t v[2], int64_t deflt)
 {
@@ -172,4 +191,6 @@ const em_layer_kind em_layer_conv2d = {
     .forward = conv2d_forward,
     .describe = conv2d_describe,
     .absorb_activation = conv2d_absorb,
+    .runs_next = conv2d_runs_next,
+    .forward_with_next = conv2d_forward_with_next,
 };

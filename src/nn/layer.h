@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ember/cnn_ops.h"
 #include "ember/nn.h"
 
 /* The shape of one example (no batch dimension). */
@@ -112,6 +113,11 @@ struct em_layer_kind {
      * and returns true; the previous layer is then skipped at run time, and this
      * layer's forward gets that layer's input. */
     bool (*absorb_previous)(em_layer *l, em_layer *prev);
+    /* A layer that can also do the work of the layer after it when no gradients are
+     * recorded (a convolution its max pooling, in the same pass over its output): true
+     * for such a next layer; forward_with_next then returns the next layer's output. */
+    bool (*runs_next)(const em_layer *l, const em_layer *next);
+    em_tensor *(*forward_with_next)(em_layer *l, em_layer *next, em_tensor *x);
     /* Fills a random input batch for a model starting with this layer when plain
      * N(0,1) values would be wrong (token ids for an embedding). */
     void (*example_input)(const em_layer *l, em_tensor *x, em_rng *rng);
@@ -193,5 +199,8 @@ void em_carry_end(em_layer_carry *c);
 void em_text_append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Appends the shortest decimal form of v that reads back as v ("0.001", not "0.00100000005"). */
 void em_text_append_float(char *buf, size_t size, float v);
+
+/* A max pooling layer's window (src/nn/pool2d.c); false for any other layer. */
+bool em_layer_maxpool_window(const em_layer *l, em_pool2d_args *window);
 
 #endif

@@ -243,7 +243,19 @@ em_tensor *em_forward(em_model *m, em_tensor *x)
         em_layer *l = m->layers[i];
         if (l->fused)
             continue;
-        em_tensor *y = l->kind->forward(l, x, m->training);
+        /* Without gradients a layer may do the next one's work in the same pass. */
+        int next = i + 1;
+        while (next < m->n_layers && m->layers[next]->fused)
+            next++;
+        em_tensor *y;
+        if (next < m->n_layers && !em_grad_enabled() && l->kind->runs_next &&
+            l->kind->runs_next(l, m->layers[next])) {
+            y = l->kind->forward_with_next(l, m->layers[next], x);
+            if (y)
+                i = next;
+        } else {
+            y = l->kind->forward(l, x, m->training);
+        }
         if (!y) {
             em_error_prefix("layer %d (%s): ", l->index, l->kind->name);
             return NULL;

@@ -95,6 +95,16 @@ static void pool2d_describe(const em_layer *l, char *buf, size_t size)
         em_text_append(buf, size, " count_include_pad=false");
 }
 
+bool em_layer_maxpool_window(const em_layer *l, em_pool2d_args *window)
+{
+    if (l->kind->forward != pool2d_forward || l->kind->variant != POOL_MAX)
+        return false;
+    const pool2d_config *c = l->config;
+    *window = (em_pool2d_args){(int)c->kernel[0], (int)c->kernel[1], (int)stride_of(c, 0),
+                               (int)stride_of(c, 1),  (int)c->pad[0],    (int)c->pad[1]};
+    return true;
+}
+
 const em_layer_kind em_layer_maxpool = {
     .name = "maxpool",
     .usage = "maxpool KERNEL [stride=KERNEL] [pad=0] (sizes N or HxW)",

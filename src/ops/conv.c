@@ -437,7 +437,7 @@ static void share_of(int64_t n, int64_t unit, int t, int nt, int64_t *lo, int64_
  * each thread's weights apart, so they stay in that core's cache between calls. */
 static int shared_image_forward(const conv_geom *gp, const float *x, const float *w,
                                 const float *bias, em_activation act, float act_param, float *pre,
-                                float *y)
+                                float *y, const conv_pool_epilogue *ep)
 {
     const conv_geom g = *gp;
     const int nt = omp_get_max_threads();
@@ -480,9 +480,19 @@ static int shared_image_forward(const conv_geom *gp, const float *x, const float
                 if (!fused)
                     bias_activation_channels(&g, bias_g, act, act_param, zg,
                                              y + n * out_image + gi * g.og * g.p, o0, o1);
+                if (ep)
+                    em_max_pool_planes(ep->pool, y + n * out_image + (gi * g.og + o0) * g.p,
+                                       ep->out + (n * g.o + gi * g.og + o0) * ep->pool->oh * ep->pool->ow,
+                                       o1 - o0);
             }
     }
     return EM_OK;
+}
+
+/* Whether a batch is computed by shared_image_forward. */
+static bool shares_images(const conv_geom *g)
+{
+    return g->n < omp_get_max_threads() && g->og * g->p * g->k >= SHARED_IMAGE_MIN_WORK && !omp_in_parallel();
 }
 
 /* pre = conv(x, w) + bias through im2col, then y = act(pre). */
@@ -490,8 +500,8 @@ static int unfolded_forward(const conv_geom *gp, const float *x, const float *w,
                             em_activation act, float act_param, float *pre, float *y)
 {
     const conv_geom g = *gp;
-    if (g.n < omp_get_max_threads() && g.og * g.p * g.k >= SHARED_IMAGE_MIN_WORK && !omp_in_parallel())
-        return shared_image_forward(gp, x, w, bias, act, act_param, pre, y);
+    if (shares_images(&g))
+        return shared_image_forward(gp, x, w, bias, act, act_param, pre, y, NULL);
     int nt = em_conv_batch_threads(g.n);
     float *col_all = NULL;
     if (!g.direct) {
@@ -558,9 +568,10 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
 
     const float *winograd_u = NULL;
     int status;
+    bool pooled;
     if (g.winograd && !recording)
         status = em_conv_winograd_infer(&g, x->data, w->data, b ? b->data : NULL, act, act_param,
-                                        out->data, &winograd_u);
+                                        out->data, &winograd_u, NULL, &pooled);
     else if (g.winograd)
         status = em_conv_winograd_forward(&g, x->data, w->data, b ? b->data : NULL, act, act_param,
                                           pre, out->data, &winograd_u);
@@ -582,6 +593,56 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
         s->winograd_u = winograd_u;
         node->saved = s;
     }
+    return out;
+}
+
+/* ---- convolution then max pooling, for inference ------------------------------------ */
+
+em_tensor *em_conv2d_max_pool2d(em_tensor *x, em_tensor *w, em_tensor *b, const em_conv2d_args *conv,
+                                const em_pool2d_args *pool)
+{
+    if (!x || !w || !conv || !pool)
+        return NULL;
+    bool recording = em_grad_enabled() && (x->requires_grad || w->requires_grad || (b && b->requires_grad));
+    conv_geom g;
+    if (check_conv(x, w, b, conv->stride_h, conv->stride_w, conv->pad_h, conv->pad_w, conv->dilation_h,
+                   conv->dilation_w, conv->groups, conv->act, &g) != EM_OK)
+        return NULL;
+    /* Only one image's channels shared by the threads gain from pooling each thread's
+     * own planes; otherwise the two ops run one after the other. */
+    bool fuse = !recording && (g.winograd ? g.n < omp_get_max_threads() && !omp_in_parallel() : shares_images(&g));
+    if (!fuse) {
+        em_tensor *y = em_conv2d(x, w, b, conv->stride_h, conv->stride_w, conv->pad_h, conv->pad_w,
+                                 conv->dilation_h, conv->dilation_w, conv->groups, conv->act, conv->act_param);
+        return em_max_pool2d(y, pool->kernel_h, pool->kernel_w, pool->stride_h, pool->stride_w, pool->pad_h,
+                             pool->pad_w);
+    }
+    x = em_contiguous(x);
+    w = em_contiguous(w);
+    if (b)
+        b = em_contiguous(b);
+    if (!x || !w)
+        return NULL;
+    em_tensor *conv_out = em_tensor_empty(NULL, 4, (int64_t[]){g.n, g.o, g.oh, g.ow});
+    pool_geom pg;
+    if (!conv_out || em_max_pool_geometry(conv_out, pool->kernel_h, pool->kernel_w, pool->stride_h, pool->stride_w,
+                                          pool->pad_h, pool->pad_w, &pg) != EM_OK)
+        return NULL;
+    em_tensor *out = em_tensor_empty(NULL, 4, (int64_t[]){g.n, g.o, pg.oh, pg.ow});
+    if (!out)
+        return NULL;
+    const conv_pool_epilogue ep = {.pool = &pg, .out = out->data};
+    const float *bias = b ? b->data : NULL;
+    bool pooled = true;
+    const float *winograd_u;
+    int status = g.winograd ? em_conv_winograd_infer(&g, x->data, w->data, bias, conv->act, conv->act_param,
+                                                     conv_out->data, &winograd_u, &ep, &pooled)
+                            : shared_image_forward(&g, x->data, w->data, bias, conv->act, conv->act_param,
+                                                   conv_out->data, conv_out->data, &ep);
+    if (status != EM_OK)
+        return NULL;
+    if (!pooled)
+        em_max_pool_planes(&pg, conv_out->data, out->data, pg.planes);
     return out;
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ember/cnn_ops.h"
+#include "ops/pool_internal.h"
 
 typedef struct conv_geom {
     int64_t n, c, h, w;     /* input */
@@ -73,10 +74,19 @@ void em_conv_force_winograd_tile(int m);
 int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w, const float *bias,
                              em_activation act, float act_param, float *pre, float *y,
                              const float **u_out);
+/* Max pooling applied by a convolution to its own output, plane by plane, by the thread
+ * that computed each plane (inference on batches smaller than the team). */
+typedef struct conv_pool_epilogue {
+    const pool_geom *pool;
+    float *out; /* [n, o, pool->oh, pool->ow] */
+} conv_pool_epilogue;
+
 /* The same without backward (*u_out NULL when the weights came from the per-thread
- * cache of conv_winograd_packed.c). */
+ * cache of conv_winograd_packed.c). With ep, *pooled tells whether ep's pooling was done
+ * too (else the caller pools y). */
 int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
-                           em_activation act, float act_param, float *y, const float **u_out);
+                           em_activation act, float act_param, float *y, const float **u_out,
+                           const conv_pool_epilogue *ep, bool *pooled);
 /* u [a²][o·c] = the Winograd transform of each 3x3 filter of w [o·c, 9], tile side m. */
 void em_conv_winograd_weights(const conv_geom *g, int m, const float *w, float *u);
 
@@ -85,9 +95,9 @@ void em_conv_winograd_weights(const conv_geom *g, int m, const float *w, float *
  * still holds the values they came from, else transformed and cached now. NULL if memory
  * runs out (the caller then transforms on its own). */
 const float *em_conv_winograd_packed_weights(const conv_geom *g, int m, const float *w);
-/* c [rows, n] = a [rows, k] · b [k, n], b dense row-major and n a multiple of 16. */
+/* c [rows, n] = a [rows, k] · b [k, n] (row strides lda, ldb, ldc), n a multiple of 16. */
 void em_conv_packed_gemm(int64_t rows, int64_t k, int64_t n, const float *a, int64_t lda, const float *b,
-                         float *c, int64_t ldc);
+                         int64_t ldb, float *c, int64_t ldc);
 /* Frees this thread's cached weights (em_release_thread_state calls it). */
 void em_conv_release_cache(void);
 /* Adds the gradients of the inputs that require one (x, w, b; b may be NULL). */

@@ -95,7 +95,13 @@ int em_conv_winograd_tile(const conv_geom *g)
     return 10 * work4 < 7 * work2 ? 4 : 2;
 }
 
-static void make_plan(const conv_geom *g, wino_plan *p)
+static void make_plan_for(const conv_geom *g, wino_plan *p, bool share_images_by_bands);
+
+static void make_plan(const conv_geom *g, wino_plan *p) { make_plan_for(g, p, true); }
+
+/* With share_images_by_bands false, a batch smaller than the team still gets whole-image
+ * blocks (the threads then share each block by output channels instead). */
+static void make_plan_for(const conv_geom *g, wino_plan *p, bool share_images_by_bands)
 {
     p->m = g->winograd_tile == 4 ? 4 : 2;
     p->a = p->m + 2;
@@ -113,7 +119,7 @@ static void make_plan(const conv_geom *g, wino_plan *p)
     /* Fewer images than threads (batch-1 inference): bands of tile rows, so that every
      * thread gets a share of each image (forward only runs bands of one image at once). */
     const int nt = omp_get_max_threads();
-    const bool share_images = g->n < nt && p->th >= nt;
+    const bool share_images = share_images_by_bands && g->n < nt && p->th >= nt;
     if (tpi <= budget && !share_images) {
         p->whole_images = true;
         p->per_block = budget / tpi;
@@ -579,7 +585,7 @@ static void band_output_rows(const conv_geom *g, const wino_plan *p, const wino_
  * dropped. */
 static inline __attribute__((always_inline)) void
 output_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *b, const float *bias_padded,
-                      bool relu, float *pre, wino_work *wk, const int m)
+                      bool relu, float *pre, wino_work *wk, int64_t c0, int64_t c1, const int m)
 {
     const int a = m + 2;
     const int64_t T = b->tiles, op = p->op;
@@ -594,7 +600,7 @@ output_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *
                 const int rows = oy + m <= g->oh ? m : (int)(g->oh - oy);
                 const int cols = ox + m <= g->ow ? m : (int)(g->ow - ox);
                 float *out = wk->out_t + ((oy - oy0) * g->ow + ox) * op;
-                for (int64_t o0 = 0; o0 < op; o0 += 16) {
+                for (int64_t o0 = c0; o0 < c1; o0 += 16) {
                     em_vf16 s[MAX_A][MAX_A], col[MAX_A], res[MAX_A]; /* s = Aᵀ M, m x a */
                     for (int k = 0; k < MAX_A; k++)
                         res[k] = zero; /* (only the first m are read; this tells the compiler) */
@@ -617,17 +623,27 @@ output_transform_body(const conv_geom *g, const wino_plan *p, const wino_block *
                     }
                 }
             }
-        transpose(wk->out_t, op, (oy1 - oy0) * g->ow, g->o, pre + n * g->o * g->p + oy0 * g->ow, g->p);
+        const int64_t last = c1 < g->o ? c1 : g->o;
+        transpose(wk->out_t + c0, op, (oy1 - oy0) * g->ow, last - c0,
+                  pre + n * g->o * g->p + c0 * g->p + oy0 * g->ow, g->p);
     }
+}
+
+/* Output channels [c0, c1) (multiples of 16; c1 may pass o up to op). */
+static void output_transform_channels(const conv_geom *g, const wino_plan *p, const wino_block *b,
+                                      const float *bias_padded, bool relu, float *pre, wino_work *wk,
+                                      int64_t c0, int64_t c1)
+{
+    if (p->m == 2)
+        output_transform_body(g, p, b, bias_padded, relu, pre, wk, c0, c1, 2);
+    else
+        output_transform_body(g, p, b, bias_padded, relu, pre, wk, c0, c1, 4);
 }
 
 static void output_transform(const conv_geom *g, const wino_plan *p, const wino_block *b,
                              const float *bias_padded, bool relu, float *pre, wino_work *wk)
 {
-    if (p->m == 2)
-        output_transform_body(g, p, b, bias_padded, relu, pre, wk, 2);
-    else
-        output_transform_body(g, p, b, bias_padded, relu, pre, wk, 4);
+    output_transform_channels(g, p, b, bias_padded, relu, pre, wk, 0, p->op);
 }
 
 /* Image n's output gradient over the block's tiles, channel-last and zero past the edges
@@ -802,7 +818,7 @@ static int winograd_forward(const conv_geom *g, const wino_plan *pp, const float
             for (int xi = 0; xi < p.xi; xi++) {
                 if (packed)
                     em_conv_packed_gemm(t, c, op, wk.v + (size_t)xi * t * cp, cp, packed + (size_t)xi * c * op,
-                                        wk.m + (size_t)xi * t * op, op);
+                                        op, wk.m + (size_t)xi * t * op, op);
                 else
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, o, c, 1.0f,
                                 wk.v + (size_t)xi * t * cp, cp, u + (size_t)xi * o * c, c, 0.0f,
@@ -842,15 +858,81 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
     return winograd_forward(g, &p, x, u, NULL, bias, act, act_param, pre, y);
 }
 
-int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
-                           em_activation act, float act_param, float *y, const float **u_out)
+/* A batch smaller than the team, with packed weights: every thread transforms each block's
+ * input on its own, then computes a share of the output channels. Unlike bands of tile
+ * rows, this balances the products whatever the tile count, and each thread's outputs are
+ * whole channel planes, which a following pooling layer splits the same way (planes in
+ * order over the threads), so they are read by the core that wrote them. */
+static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, const float *x,
+                                      const float *packed, const float *bias, em_activation act,
+                                      float act_param, float *y, const conv_pool_epilogue *ep)
 {
+    const wino_plan p = *pp;
+    const int nt = omp_get_max_threads();
+    wino_sizes z;
+    scratch_sizes(g, &p, false, false, false, false, false, &z);
+    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
+    float *bias_padded = em_arena_alloc(em_step_arena(), (size_t)p.op * sizeof(float));
+    if (!scratch || !bias_padded)
+        return EM_ERR;
+    for (int64_t o = 0; o < p.op; o++)
+        bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
+    const bool fused_relu = act == EM_ACT_RELU;
+    const int64_t out_image = g->o * g->p, jobs = p.items * p.bands;
+    const int c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        const int64_t units = op / 16;
+        const int64_t c0 = units * t / team * 16, c1 = units * (t + 1) / team * 16;
+        wino_work wk;
+        thread_work(g, &p, &z, scratch, t, &wk);
+        for (int64_t job = 0; job < jobs && c1 > c0; job++) {
+            wino_block b;
+            block_of(g, &p, job / p.bands, job % p.bands, &b);
+            const int64_t tiles = b.tiles;
+            input_transform(g, &p, &b, x, &wk);
+            for (int xi = 0; xi < p.xi; xi++)
+                em_conv_packed_gemm(tiles, c, c1 - c0, wk.v + (size_t)xi * tiles * cp, cp,
+                                    packed + (size_t)xi * c * op + c0, op, wk.m + (size_t)xi * tiles * op + c0,
+                                    op);
+            output_transform_channels(g, &p, &b, bias_padded, fused_relu, y, &wk, c0, c1);
+            if (fused_relu)
+                continue;
+            int64_t oy0, oy1;
+            band_output_rows(g, &p, &b, &oy0, &oy1);
+            const int64_t last = c1 < g->o ? c1 : g->o;
+            for (int64_t n = b.n0; n < b.n1; n++)
+                for (int64_t ch = c0; ch < last; ch++) {
+                    const int64_t at = n * out_image + ch * g->p + oy0 * g->ow;
+                    em_conv_activate(act, act_param, y + at, y + at, (oy1 - oy0) * g->ow);
+                }
+        }
+        const int64_t last = c1 < g->o ? c1 : g->o;
+        if (ep && last > c0)
+            for (int64_t n = 0; n < g->n; n++)
+                em_max_pool_planes(ep->pool, y + n * out_image + c0 * g->p,
+                                   ep->out + (n * g->o + c0) * ep->pool->oh * ep->pool->ow, last - c0);
+    }
+    return EM_OK;
+}
+
+int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
+                           em_activation act, float act_param, float *y, const float **u_out,
+                           const conv_pool_epilogue *ep, bool *pooled)
+{
+    *pooled = false;
+    const bool by_channels = g->n < omp_get_max_threads() && !omp_in_parallel();
     wino_plan p;
-    make_plan(g, &p);
+    make_plan_for(g, &p, !by_channels);
     const float *packed = em_conv_winograd_packed_weights(g, p.m, w);
     if (!packed)
         return em_conv_winograd_forward(g, x, w, bias, act, act_param, y, y, u_out);
     *u_out = NULL;
+    if (by_channels) {
+        *pooled = ep != NULL;
+        return winograd_infer_by_channels(g, &p, x, packed, bias, act, act_param, y, ep);
+    }
     return winograd_forward(g, &p, x, NULL, packed, bias, act, act_param, y, y);
 }
 

@@ -480,8 +480,13 @@ static void shared_rows_linear(const float *x, const blas_matrix *lx, const floa
                     memcpy(pre + r * out + c0, bias + c0, (size_t)(c1 - c0) * sizeof(float));
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, lx->trans, lwt->trans, (int)rows, (int)(c1 - c0), (int)in, 1.0f,
-                        x, lx->ld, w + c0 * w_out_stride, lwt->ld, beta, pre + c0, (int)out);
+            if (rows == 1 && lwt->trans == CblasTrans)
+                /* W's rows are contiguous: one matrix-vector product over them. */
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(c1 - c0), (int)in, 1.0f, w + c0 * w_out_stride,
+                            lwt->ld, x, 1, beta, pre + c0, 1);
+            else
+                cblas_sgemm(CblasRowMajor, lx->trans, lwt->trans, (int)rows, (int)(c1 - c0), (int)in, 1.0f,
+                            x, lx->ld, w + c0 * w_out_stride, lwt->ld, beta, pre + c0, (int)out);
             if (act != EM_ACT_NONE)
                 for (int64_t r = 0; r < rows; r++)
                     em_activation_forward(act, act_param, pre + r * out + c0, y + r * out + c0, c1 - c0);

@@ -7,15 +7,14 @@
 
 #include "ember/cnn_ops.h"
 #include "ember/error.h"
+#include "ops/pool_internal.h"
 #include "ops/vec16.h"
 
 /* Below this many input elements a pass stays on one thread. */
-#define PARALLEL_MIN_ELEMENTS 32768
-
-typedef struct pool_geom {
-    int64_t planes, h, w, oh, ow;
-    int64_t kh, kw, sh, sw, ph, pw;
-} pool_geom;
+/* Small enough for one image's pooling to split its planes over the threads: in order,
+ * as a convolution computed on one image by output channels splits them, so each thread
+ * pools what its own core wrote (reading another core's writes measured twice as slow). */
+#define PARALLEL_MIN_ELEMENTS 8192
 
 typedef struct pool_saved {
     pool_geom g;
@@ -237,6 +236,17 @@ static void max_pool_backward(em_node *node)
         for (int64_t i = 0; i < out_plane; i++)
             dx[ap[i]] += dyp[i];
     }
+}
+
+int em_max_pool_geometry(const em_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw, pool_geom *g)
+{
+    return check_pool("max_pool2d", x, kh, kw, sh, sw, ph, pw, g);
+}
+
+void em_max_pool_planes(const pool_geom *g, const float *x, float *y, int64_t planes)
+{
+    for (int64_t p = 0; p < planes; p++)
+        max_plane(g, x + p * g->h * g->w, y + p * g->oh * g->ow, NULL);
 }
 
 em_tensor *em_max_pool2d(em_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,
