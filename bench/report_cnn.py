@@ -22,6 +22,31 @@ def _lowest_torch(t, key):
     return best
 
 
+def _per_setup(t, key, mark):
+    """Each PyTorch set-up in order as (set-up cell, its run with the lowest key, all its
+    runs); the set-up holding the overall lowest is marked."""
+    best_setup, _ = _lowest_torch(t, key)
+    for setup, runs in sorted(t["runs"].items()):
+        cell = f"({setup}) {t['setups'][setup]}" + (f" ({mark})" if setup == best_setup else "")
+        yield cell, min(runs, key=key), runs
+
+
+def _summary(rec, field, figure, ember_text, torch_text):
+    """A summary line comparing ember's field with the lowest of PyTorch's runs (the ratio
+    PyTorch's over ember's); ember_text and torch_text write a record's figure. None
+    without both sides."""
+    e, t = rec.get("ember"), rec.get("torch")
+    if not e or not t:
+        return None
+    setup, best = _lowest_torch(t, lambda r: r[field])
+    return {"figure": figure, "ember": ember_text(e), "torch": f"({setup}) {torch_text(best)}",
+            "ratio": best[field] / e[field]}
+
+
+def _threads(n):
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
 def _setups_line(t):
     return "PyTorch set-ups: " + "; ".join(f"({k}) {v}" for k, v in sorted(t["setups"].items())) + "."
 
@@ -61,11 +86,9 @@ def render_w2(rec, header):
         out.append(f"| ember | {label} | **{e['seconds']:.2f}** | {runs} | {_fmt_acc(e['test_accuracy'])} |")
     if t:
         best_setup, best = _lowest_torch(t, lambda r: r["seconds"])
-        for setup, runs in sorted(t["runs"].items()):
-            top = min(runs, key=lambda r: r["seconds"])
-            mark = " (fastest)" if setup == best_setup else ""
+        for cell, top, runs in _per_setup(t, lambda r: r["seconds"], "fastest"):
             all_s = ", ".join(f"{r['seconds']:.2f}" for r in runs)
-            out.append(f"| PyTorch {runs[0].get('torch', '')} | ({setup}) {t['setups'][setup]}{mark} | "
+            out.append(f"| PyTorch {runs[0].get('torch', '')} | {cell} | "
                        f"{top['seconds']:.2f} | {all_s} | {_fmt_acc(top['test_accuracy'])} |")
         out.append("")
         for label, e in ember:
@@ -102,18 +125,16 @@ def render_w5(rec, header):
             fastest = r["threads"] == e["threads"]
             median = f"**{r['median_us']:.1f}**" if fastest else f"{r['median_us']:.1f}"
             reps = ", ".join(f"{x:.1f}" for x in r["all_median_us"])
-            out.append(f"| ember | {r['threads']} thread{'s' if r['threads'] > 1 else ''}{' (fastest)' if fastest else ''} | "
+            out.append(f"| ember | {_threads(r['threads'])}{' (fastest)' if fastest else ''} | "
                        f"{median} | {r['best_us']:.1f} | {r['p90_us']:.1f} | {reps} |")
     if t:
         best_setup, best = _lowest_torch(t, lambda r: r["median_us"])
-        for setup, runs in sorted(t["runs"].items()):
-            top = min(runs, key=lambda r: r["median_us"])
-            mark = " (fastest)" if setup == best_setup else ""
+        for cell, top, runs in _per_setup(t, lambda r: r["median_us"], "fastest"):
             reps = ", ".join(f"{r['median_us']:.1f}" for r in runs)
-            out.append(f"| PyTorch {runs[0].get('torch', '')} | ({setup}) {t['setups'][setup]}{mark} | "
+            out.append(f"| PyTorch {runs[0].get('torch', '')} | {cell} | "
                        f"{top['median_us']:.1f} | {top['best_us']:.1f} | {top['p90_us']:.1f} | {reps} |")
         if e:
-            out += ["", f"ember ({e['threads']} thread{'s' if e['threads'] > 1 else ''}) / fastest PyTorch "
+            out += ["", f"ember ({_threads(e['threads'])}) / fastest PyTorch "
                     f"({best_setup}): **{best['median_us'] / e['median_us']:.2f}x** faster "
                     f"({e['median_us']:.1f} µs vs {best['median_us']:.1f} µs)."]
         out += ["", _setups_line(t)]
@@ -125,13 +146,8 @@ def render_w5(rec, header):
 
 
 def summary_w5(rec):
-    e, t = rec.get("ember"), rec.get("torch")
-    if not e or not t:
-        return None
-    setup, best = _lowest_torch(t, lambda r: r["median_us"])
-    return {"figure": "median µs per image, batch 1",
-            "ember": f"{e['median_us']:.1f} ({e['threads']} thread{'s' if e['threads'] > 1 else ''})",
-            "torch": f"({setup}) {best['median_us']:.1f}", "ratio": best["median_us"] / e["median_us"]}
+    return _summary(rec, "median_us", "median µs per image, batch 1",
+                    lambda e: f"{e['median_us']:.1f} ({_threads(e['threads'])})", lambda r: f"{r['median_us']:.1f}")
 
 
 # ---- W7 ---------------------------------------------------------------------------
@@ -152,10 +168,8 @@ def render_w7(rec, header):
         out.append(f"| ember | defaults | **{e['peak_mib']:.1f}** | {e['wall_seconds']:.1f} | `{e['command']}` |")
     if t:
         best_setup, best = _lowest_torch(t, lambda r: r["peak_kib"])
-        for setup, runs in sorted(t["runs"].items()):
-            r = min(runs, key=lambda x: x["peak_kib"])
-            mark = " (lowest)" if setup == best_setup else ""
-            out.append(f"| PyTorch | ({setup}) {t['setups'][setup]}{mark} | {r['peak_mib']:.1f} | "
+        for cell, r, _ in _per_setup(t, lambda x: x["peak_kib"], "lowest"):
+            out.append(f"| PyTorch | {cell} | {r['peak_mib']:.1f} | "
                        f"{r['wall_seconds']:.1f} | `{r['command']}` |")
         if e:
             out += ["", f"PyTorch ({best_setup}) / ember: **{best['peak_kib'] / e['peak_kib']:.2f}x** the memory "
@@ -168,13 +182,9 @@ def render_w7(rec, header):
 
 
 def summary_w7(rec):
-    e, t = rec.get("ember"), rec.get("torch")
-    if not e or not t:
-        return None
-    setup, best = _lowest_torch(t, lambda r: r["peak_kib"])
-    quick = " (quick run)" if e.get("steps") else ""
-    return {"figure": "peak RSS, MiB" + quick, "ember": f"{e['peak_mib']:.1f}",
-            "torch": f"({setup}) {best['peak_mib']:.1f}", "ratio": best["peak_kib"] / e["peak_kib"]}
+    quick = " (quick run)" if (rec.get("ember") or {}).get("steps") else ""
+    return _summary(rec, "peak_kib", "peak RSS, MiB" + quick, lambda e: f"{e['peak_mib']:.1f}",
+                    lambda r: f"{r['peak_mib']:.1f}")
 
 
 # ---- W8 ---------------------------------------------------------------------------
@@ -204,12 +214,8 @@ def render_w8(rec, header):
 
 
 def summary_w8(rec):
-    e, t = rec.get("ember"), rec.get("torch")
-    if not e or not t:
-        return None
-    setup, best = _lowest_torch(t, lambda r: r["median_s"])
-    return {"figure": "whole process, median ms", "ember": f"{1e3 * e['median_s']:.1f}",
-            "torch": f"({setup}) {1e3 * best['median_s']:.0f}", "ratio": best["median_s"] / e["median_s"]}
+    return _summary(rec, "median_s", "whole process, median ms", lambda e: f"{1e3 * e['median_s']:.1f}",
+                    lambda r: f"{1e3 * r['median_s']:.0f}")
 
 
 RENDERERS = {"w2": render_w2, "w5": render_w5, "w7": render_w7, "w8": render_w8}
