@@ -401,6 +401,8 @@ static void test_conv_pool(void)
     check_conv_pool("w2 block 2", 1, 32, 14, 64, EM_ACT_RELU, &two, 22);
     check_conv_pool("odd channels, padded window", 1, 9, 13, 20, EM_ACT_TANH, &three, 23);
     check_conv_pool("a batch", 3, 8, 10, 16, EM_ACT_NONE, &two, 24);
+    check_conv_pool("a batch through a first layer", 5, 1, 12, 20, EM_ACT_RELU, &two, 26);
+    check_conv_pool("a batch, activation after the product", 4, 2, 9, 8, EM_ACT_TANH, &three, 27);
 
     /* A model with both pairs: inference equals the recorded forward. */
     em_model *m = em_model_parse("input 1x28x28\nconv2d 32 3 pad=1\nrelu\nmaxpool 2\nconv2d 64 3 pad=1\n"

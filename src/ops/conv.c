@@ -598,6 +598,71 @@ em_tensor *em_conv2d(em_tensor *x, em_tensor *w, em_tensor *b, int stride_h, int
 
 /* ---- convolution then max pooling, for inference ------------------------------------ */
 
+/* A batch of at least one image per thread: the threads take whole images, compute each
+ * into a buffer of their own and pool it from there, so that only the pooled output is
+ * kept. *result stays NULL (status EM_OK) when the Winograd weights could not be cached. */
+static int pooled_batch(const conv_geom *gp, em_tensor *x, em_tensor *w, em_tensor *b,
+                        const em_conv2d_args *conv, const em_pool2d_args *pool, em_tensor **result)
+{
+    const conv_geom g = *gp;
+    *result = NULL;
+    x = em_contiguous(x);
+    w = em_contiguous(w);
+    if (b)
+        b = em_contiguous(b);
+    if (!x || !w || (b && !b->data))
+        return EM_ERR;
+    /* The pooling's geometry from the convolution's output shape (a header, no data). */
+    em_tensor shape_only = {.ndim = 4, .shape = {g.n, g.o, g.oh, g.ow}};
+    pool_geom pg;
+    if (em_max_pool_geometry(&shape_only, pool->kernel_h, pool->kernel_w, pool->stride_h, pool->stride_w,
+                             pool->pad_h, pool->pad_w, &pg) != EM_OK)
+        return EM_ERR;
+    em_tensor *out = em_tensor_empty(NULL, 4, (int64_t[]){g.n, g.o, pg.oh, pg.ow});
+    if (!out)
+        return EM_ERR;
+    const conv_pool_epilogue ep = {.pool = &pg, .out = out->data};
+    const float *bias = b ? b->data : NULL;
+    if (g.winograd) {
+        bool done;
+        if (em_conv_winograd_infer_pooled(&g, x->data, w->data, bias, conv->act, conv->act_param, &ep, &done) !=
+            EM_OK)
+            return EM_ERR;
+        *result = done ? out : NULL;
+        return EM_OK;
+    }
+    int nt = em_conv_batch_threads(g.n);
+    const size_t col_floats = g.direct ? 0 : (size_t)(g.k * g.p + 15) / 16 * 16;
+    const size_t image = (size_t)(g.o * g.p + 15) / 16 * 16;
+    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * (col_floats + image) * sizeof(float));
+    if (!scratch)
+        return EM_ERR;
+    const int64_t in_image = g.c * g.h * g.w, pooled = g.o * pg.oh * pg.ow;
+    const bool fused = product_fuses_epilogue(&g, conv->act, NULL, NULL);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *col = scratch + (size_t)omp_get_thread_num() * (col_floats + image), *y = col + col_floats;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.n; n++) {
+            for (int64_t gi = 0; gi < g.groups; gi++) {
+                const float *xg = x->data + n * in_image + gi * g.cg * g.h * g.w;
+                const float *cg = xg;
+                if (!g.direct) {
+                    im2col(&g, xg, col);
+                    cg = col;
+                }
+                forward_product(&g, w->data + gi * g.og * g.k, cg, fused, bias ? bias + gi * g.og : NULL,
+                                conv->act, y + gi * g.og * g.p);
+            }
+            if (!fused)
+                bias_activation(&g, bias, conv->act, conv->act_param, y, y);
+            em_max_pool_planes(&pg, y, out->data + n * pooled, g.o);
+        }
+    }
+    *result = out;
+    return EM_OK;
+}
+
 em_tensor *em_conv2d_max_pool2d(em_tensor *x, em_tensor *w, em_tensor *b, const em_conv2d_args *conv,
                                 const em_pool2d_args *pool)
 {
@@ -608,9 +673,18 @@ em_tensor *em_conv2d_max_pool2d(em_tensor *x, em_tensor *w, em_tensor *b, const 
     if (check_conv(x, w, b, conv->stride_h, conv->stride_w, conv->pad_h, conv->pad_w, conv->dilation_h,
                    conv->dilation_w, conv->groups, conv->act, &g) != EM_OK)
         return NULL;
-    /* Only one image's channels shared by the threads gain from pooling each thread's
-     * own planes; otherwise the two ops run one after the other. */
-    bool fuse = !recording && (g.winograd ? g.n < omp_get_max_threads() && !omp_in_parallel() : shares_images(&g));
+    /* One image's channels shared by the threads: each pools its own planes. Larger
+     * batches: each thread pools each image it computed from a buffer of its own. */
+    const bool one_image = g.n < omp_get_max_threads() && !omp_in_parallel();
+    bool fuse = !recording && (!one_image || g.winograd || shares_images(&g));
+    if (fuse && !one_image) {
+        em_tensor *out;
+        if (pooled_batch(&g, x, w, b, conv, pool, &out) != EM_OK)
+            return NULL;
+        if (out)
+            return out;
+        fuse = false; /* no room for the Winograd weights' cache: the two ops */
+    }
     if (!fuse) {
         em_tensor *y = em_conv2d(x, w, b, conv->stride_h, conv->stride_w, conv->pad_h, conv->pad_w,
                                  conv->dilation_h, conv->dilation_w, conv->groups, conv->act, conv->act_param);

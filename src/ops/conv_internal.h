@@ -87,6 +87,11 @@ typedef struct conv_pool_epilogue {
 int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
                            em_activation act, float act_param, float *y, const float **u_out,
                            const conv_pool_epilogue *ep, bool *pooled);
+/* Inference of a batch followed by ep's pooling, the threads taking whole images, with
+ * only the pooled output kept; *done false (and nothing done) when the transformed
+ * weights could not be cached. */
+int em_conv_winograd_infer_pooled(const conv_geom *g, const float *x, const float *w, const float *bias,
+                                  em_activation act, float act_param, const conv_pool_epilogue *ep, bool *done);
 /* u [a²][o·c] = the Winograd transform of each 3x3 filter of w [o·c, 9], tile side m. */
 void em_conv_winograd_weights(const conv_geom *g, int m, const float *w, float *u);
 

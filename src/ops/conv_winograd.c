@@ -863,6 +863,45 @@ int em_conv_winograd_forward(const conv_geom *g, const float *x, const float *w,
  * rows, this balances the products whatever the tile count, and each thread's outputs are
  * whole channel planes, which a following pooling layer splits the same way (planes in
  * order over the threads), so they are read by the core that wrote them. */
+/* Output channels [c0, c1) of every block of plan p over x (the images of g) into y. */
+static void infer_channels(const conv_geom *g, const wino_plan *p, const float *x, const float *packed,
+                           const float *bias_padded, em_activation act, float act_param, float *y,
+                           wino_work *wk, int64_t c0, int64_t c1)
+{
+    const bool fused_relu = act == EM_ACT_RELU;
+    const int64_t out_image = g->o * g->p, jobs = p->items * p->bands;
+    const int64_t c = g->c, cp = p->cp, op = p->op;
+    for (int64_t job = 0; job < jobs && c1 > c0; job++) {
+        wino_block b;
+        block_of(g, p, job / p->bands, job % p->bands, &b);
+        const int64_t tiles = b.tiles;
+        input_transform(g, p, &b, x, wk);
+        for (int xi = 0; xi < p->xi; xi++)
+            em_conv_packed_gemm(tiles, c, c1 - c0, wk->v + (size_t)xi * tiles * cp, cp,
+                                packed + (size_t)xi * c * op + c0, op, wk->m + (size_t)xi * tiles * op + c0, op);
+        output_transform_channels(g, p, &b, bias_padded, fused_relu, y, wk, c0, c1);
+        if (fused_relu)
+            continue;
+        int64_t oy0, oy1;
+        band_output_rows(g, p, &b, &oy0, &oy1);
+        const int64_t last = c1 < g->o ? c1 : g->o;
+        for (int64_t n = b.n0; n < b.n1; n++)
+            for (int64_t ch = c0; ch < last; ch++) {
+                const int64_t at = n * out_image + ch * g->p + oy0 * g->ow;
+                em_conv_activate(act, act_param, y + at, y + at, (oy1 - oy0) * g->ow);
+            }
+    }
+}
+
+static float *padded_bias(const wino_plan *p, const conv_geom *g, const float *bias)
+{
+    float *bias_padded = em_arena_alloc(em_step_arena(), (size_t)p->op * sizeof(float));
+    if (bias_padded)
+        for (int64_t o = 0; o < p->op; o++)
+            bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
+    return bias_padded;
+}
+
 static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, const float *x,
                                       const float *packed, const float *bias, em_activation act,
                                       float act_param, float *y, const conv_pool_epilogue *ep)
@@ -872,42 +911,18 @@ static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, c
     wino_sizes z;
     scratch_sizes(g, &p, false, false, false, false, false, &z);
     float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
-    float *bias_padded = em_arena_alloc(em_step_arena(), (size_t)p.op * sizeof(float));
+    float *bias_padded = padded_bias(&p, g, bias);
     if (!scratch || !bias_padded)
         return EM_ERR;
-    for (int64_t o = 0; o < p.op; o++)
-        bias_padded[o] = bias && o < g->o ? bias[o] : 0.0f;
-    const bool fused_relu = act == EM_ACT_RELU;
-    const int64_t out_image = g->o * g->p, jobs = p.items * p.bands;
-    const int c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
+    const int64_t out_image = g->o * g->p;
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
-        const int64_t units = op / 16;
+        const int64_t units = p.op / 16;
         const int64_t c0 = units * t / team * 16, c1 = units * (t + 1) / team * 16;
         wino_work wk;
         thread_work(g, &p, &z, scratch, t, &wk);
-        for (int64_t job = 0; job < jobs && c1 > c0; job++) {
-            wino_block b;
-            block_of(g, &p, job / p.bands, job % p.bands, &b);
-            const int64_t tiles = b.tiles;
-            input_transform(g, &p, &b, x, &wk);
-            for (int xi = 0; xi < p.xi; xi++)
-                em_conv_packed_gemm(tiles, c, c1 - c0, wk.v + (size_t)xi * tiles * cp, cp,
-                                    packed + (size_t)xi * c * op + c0, op, wk.m + (size_t)xi * tiles * op + c0,
-                                    op);
-            output_transform_channels(g, &p, &b, bias_padded, fused_relu, y, &wk, c0, c1);
-            if (fused_relu)
-                continue;
-            int64_t oy0, oy1;
-            band_output_rows(g, &p, &b, &oy0, &oy1);
-            const int64_t last = c1 < g->o ? c1 : g->o;
-            for (int64_t n = b.n0; n < b.n1; n++)
-                for (int64_t ch = c0; ch < last; ch++) {
-                    const int64_t at = n * out_image + ch * g->p + oy0 * g->ow;
-                    em_conv_activate(act, act_param, y + at, y + at, (oy1 - oy0) * g->ow);
-                }
-        }
+        infer_channels(g, &p, x, packed, bias_padded, act, act_param, y, &wk, c0, c1);
         const int64_t last = c1 < g->o ? c1 : g->o;
         if (ep && last > c0)
             for (int64_t n = 0; n < g->n; n++)
@@ -915,6 +930,55 @@ static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, c
                                    ep->out + (n * g->o + c0) * ep->pool->oh * ep->pool->ow, last - c0);
     }
     return EM_OK;
+}
+
+/* A batch with pooling after it: the threads take whole images; each image's output goes
+ * to a buffer of the thread's own and is pooled from there, so that of the batch only
+ * the pooled output is ever held (an evaluation pass at batch 500 on W2's second layer
+ * would otherwise keep 25 MB of convolution output). */
+static int winograd_infer_pooled_images(const conv_geom *g, const float *x, const float *w, const float *bias,
+                                        em_activation act, float act_param, const conv_pool_epilogue *ep,
+                                        bool *done)
+{
+    conv_geom one = *g;
+    one.n = 1;
+    wino_plan p;
+    make_plan_for(&one, &p, false);
+    const float *packed = em_conv_winograd_packed_weights(g, p.m, w);
+    *done = packed != NULL;
+    if (!packed)
+        return EM_OK;
+    int nt = omp_get_max_threads();
+    if (nt > g->n)
+        nt = (int)g->n;
+    wino_sizes z;
+    scratch_sizes(&one, &p, false, false, false, false, false, &z);
+    const size_t image = (size_t)(g->o * g->p + 15) / 16 * 16;
+    float *scratch = em_arena_alloc(em_step_arena(), (size_t)nt * z.total * sizeof(float));
+    float *images = em_arena_alloc(em_step_arena(), (size_t)nt * image * sizeof(float));
+    float *bias_padded = padded_bias(&p, g, bias);
+    if (!scratch || !images || !bias_padded)
+        return EM_ERR;
+    const int64_t in_image = g->c * g->h * g->w, pooled = g->o * ep->pool->oh * ep->pool->ow;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num();
+        wino_work wk;
+        thread_work(&one, &p, &z, scratch, t, &wk);
+        float *y = images + (size_t)t * image;
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g->n; n++) {
+            infer_channels(&one, &p, x + n * in_image, packed, bias_padded, act, act_param, y, &wk, 0, p.op);
+            em_max_pool_planes(ep->pool, y, ep->out + n * pooled, g->o);
+        }
+    }
+    return EM_OK;
+}
+
+int em_conv_winograd_infer_pooled(const conv_geom *g, const float *x, const float *w, const float *bias,
+                                  em_activation act, float act_param, const conv_pool_epilogue *ep, bool *done)
+{
+    return winograd_infer_pooled_images(g, x, w, bias, act, act_param, ep, done);
 }
 
 int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
