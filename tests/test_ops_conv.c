@@ -394,8 +394,74 @@ static void check_conv_pool(const char *what, int64_t n, int64_t c, int64_t hw, 
     em_arena_destroy(arena);
 }
 
+/* A first layer (input without gradient) trains through the pair: the same output and
+ * the same weight and bias gradients as the two ops. */
+static void check_conv_pool_training(const char *what, int64_t n, int64_t c, int64_t hw, int64_t o,
+                                     em_activation act, const em_pool2d_args *pool, uint64_t seed)
+{
+    em_rng rng;
+    em_rng_seed(&rng, seed);
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = kept(arena, test_randn(&rng, 4, (int64_t[]){n, c, hw, hw}, 1.0f));
+    x->requires_grad = false;
+    em_tensor *w = em_param_new(arena, 4, (int64_t[]){o, c, 3, 3}, "w");
+    em_tensor *b = em_param_new(arena, 1, (int64_t[]){o}, "b");
+    em_init_normal(w, &rng, 0.0f, 0.3f);
+    em_init_normal(b, &rng, 0.0f, 0.3f);
+    const em_conv2d_args conv = {.stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1, .dilation_h = 1,
+                                 .dilation_w = 1, .groups = 1, .act = act};
+    int threads = em_num_threads();
+    for (int t = 1; t <= 2; t++) {
+        em_set_num_threads(t);
+        em_tensor *want = em_max_pool2d(em_conv2d(x, w, b, 1, 1, 1, 1, 1, 1, 1, act, 0.0f), pool->kernel_h,
+                                        pool->kernel_w, pool->stride_h, pool->stride_w, pool->pad_h, pool->pad_w);
+        CHECK_MSG(want != NULL, "%s: %s", what, ember_last_error());
+        if (!want)
+            break;
+        const int64_t numel = want->numel; /* want lives until the step ends */
+        float *dy = malloc((size_t)want->numel * sizeof(float));
+        float *want_y = malloc((size_t)want->numel * sizeof(float));
+        float *want_gw = malloc((size_t)w->numel * sizeof(float)), want_gb[64];
+        for (int64_t i = 0; i < want->numel; i++)
+            dy[i] = em_rng_normal(&rng);
+        memcpy(want_y, want->data, (size_t)want->numel * sizeof(float));
+        CHECK(em_backward_with(want, dy) == EM_OK);
+        memcpy(want_gw, w->grad, (size_t)w->numel * sizeof(float));
+        memcpy(want_gb, b->grad, (size_t)o * sizeof(float));
+        em_step_end();
+        em_zero_grad(w);
+        em_zero_grad(b);
+
+        em_tensor *got = em_conv2d_max_pool2d(x, w, b, &conv, pool);
+        CHECK_MSG(got != NULL && got->numel == numel && got->requires_grad, "%s: %s", what, ember_last_error());
+        if (got && got->numel == numel) {
+            CHECK_MSG(memcmp(got->data, want_y, (size_t)got->numel * sizeof(float)) == 0,
+                      "%s on %d thread(s): recorded fused values differ", what, t);
+            CHECK(em_backward_with(got, dy) == EM_OK);
+            char label[200];
+            snprintf(label, sizeof label, "%s on %d thread(s): weight gradient", what, t);
+            test_tensor_close(label, em_tensor_wrap(NULL, 1, &w->numel, w->grad), want_gw, 1e-5, 1e-5);
+            snprintf(label, sizeof label, "%s on %d thread(s): bias gradient", what, t);
+            test_tensor_close(label, em_tensor_wrap(NULL, 1, &b->numel, b->grad), want_gb, 1e-5, 1e-5);
+        }
+        em_step_end();
+        em_zero_grad(w);
+        em_zero_grad(b);
+        free(dy);
+        free(want_y);
+        free(want_gw);
+    }
+    em_set_num_threads(threads);
+    em_arena_destroy(arena);
+}
+
 static void test_conv_pool(void)
 {
+    const em_pool2d_args overlapping = {3, 3, 2, 2, 1, 1}, pairs = {2, 2, 2, 2, 0, 0};
+    check_conv_pool_training("first layer, training", 4, 1, 28, 32, EM_ACT_RELU, &pairs, 31);
+    check_conv_pool_training("first layer, overlapping windows", 3, 3, 11, 20, EM_ACT_RELU, &overlapping, 32);
+    check_conv_pool_training("first layer without activation", 3, 16, 9, 24, EM_ACT_NONE, &pairs, 33);
+
     const em_pool2d_args two = {2, 2, 2, 2, 0, 0}, three = {3, 3, 2, 2, 1, 1};
     check_conv_pool("w2 block 1", 1, 1, 28, 32, EM_ACT_RELU, &two, 21);
     check_conv_pool("w2 block 2", 1, 32, 14, 64, EM_ACT_RELU, &two, 22);

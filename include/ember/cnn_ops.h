@@ -36,10 +36,13 @@ typedef struct em_pool2d_args {
     int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w; /* strides <= 0: the kernel */
 } em_pool2d_args;
 
-/* em_max_pool2d(em_conv2d(x, w, b, conv...), pool...), the same values. Without
- * gradients, on fewer images than threads (batch-1 inference), the threads split the
- * output channels and each pools the planes it computed while they are in its cache;
- * otherwise (and whenever gradients are recorded) the two ops run one after the other. */
+/* em_max_pool2d(em_conv2d(x, w, b, conv...), pool...), the same values and gradients,
+ * without keeping the convolution's full output where it can: without gradients (one
+ * image: the threads split the output channels and each pools the planes it computed;
+ * a batch: each thread computes and pools whole images in a buffer of its own), and when
+ * training a layer whose input needs no gradient with no activation or ReLU (backward
+ * then needs only the pooled values and the argmax). Otherwise the two ops run one after
+ * the other. */
 em_tensor *em_conv2d_max_pool2d(em_tensor *x, em_tensor *w, em_tensor *b, const em_conv2d_args *conv,
                                 const em_pool2d_args *pool);
 

@@ -113,9 +113,9 @@ struct em_layer_kind {
      * and returns true; the previous layer is then skipped at run time, and this
      * layer's forward gets that layer's input. */
     bool (*absorb_previous)(em_layer *l, em_layer *prev);
-    /* A layer that can also do the work of the layer after it when no gradients are
-     * recorded (a convolution its max pooling, in the same pass over its output): true
-     * for such a next layer; forward_with_next then returns the next layer's output. */
+    /* A layer that can also do the work of the layer after it (a convolution its max
+     * pooling, in the same pass over its output): true for such a next layer;
+     * forward_with_next then returns the next layer's output. */
     bool (*runs_next)(const em_layer *l, const em_layer *next);
     em_tensor *(*forward_with_next)(em_layer *l, em_layer *next, em_tensor *x);
     /* Fills a random input batch for a model starting with this layer when plain

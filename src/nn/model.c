@@ -243,12 +243,13 @@ em_tensor *em_forward(em_model *m, em_tensor *x)
         em_layer *l = m->layers[i];
         if (l->fused)
             continue;
-        /* Without gradients a layer may do the next one's work in the same pass. */
+        /* A layer may do the next one's work in the same pass (its op then decides
+         * whether it can, with or without gradients). */
         int next = i + 1;
         while (next < m->n_layers && m->layers[next]->fused)
             next++;
         em_tensor *y;
-        if (next < m->n_layers && !em_grad_enabled() && l->kind->runs_next &&
+        if (next < m->n_layers && l->kind->runs_next &&
             l->kind->runs_next(l, m->layers[next])) {
             y = l->kind->forward_with_next(l, m->layers[next], x);
             if (y)

@@ -927,7 +927,7 @@ static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, c
         if (ep && last > c0)
             for (int64_t n = 0; n < g->n; n++)
                 em_max_pool_planes(ep->pool, y + n * out_image + c0 * g->p,
-                                   ep->out + (n * g->o + c0) * ep->pool->oh * ep->pool->ow, last - c0);
+                                   ep->out + (n * g->o + c0) * ep->pool->oh * ep->pool->ow, NULL, last - c0);
     }
     return EM_OK;
 }
@@ -969,7 +969,7 @@ static int winograd_infer_pooled_images(const conv_geom *g, const float *x, cons
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g->n; n++) {
             infer_channels(&one, &p, x + n * in_image, packed, bias_padded, act, act_param, y, &wk, 0, p.op);
-            em_max_pool_planes(ep->pool, y, ep->out + n * pooled, g->o);
+            em_max_pool_planes(ep->pool, y, ep->out + n * pooled, NULL, g->o);
         }
     }
     return EM_OK;

@@ -166,12 +166,12 @@ static void block_any(int rows, int nv, int64_t k, const float *a, int64_t lda, 
 }
 
 void em_conv_packed_gemm(int64_t rows, int64_t k, int64_t n, const float *a, int64_t lda, const float *b,
-                         float *c, int64_t ldc)
+                         int64_t ldb, float *c, int64_t ldc)
 {
     for (int64_t j = 0; j < n; j += 64) {
         int nv = (int)((n - j) / 16 < 4 ? (n - j) / 16 : 4);
         for (int64_t i = 0; i < rows; i += 6)
-            block_any((int)(rows - i < 6 ? rows - i : 6), nv, k, a + i * lda, lda, b + j, n, c + i * ldc + j,
+            block_any((int)(rows - i < 6 ? rows - i : 6), nv, k, a + i * lda, lda, b + j, ldb, c + i * ldc + j,
                       ldc);
     }
 }

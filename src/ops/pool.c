@@ -243,10 +243,11 @@ int em_max_pool_geometry(const em_tensor *x, int kh, int kw, int sh, int sw, int
     return check_pool("max_pool2d", x, kh, kw, sh, sw, ph, pw, g);
 }
 
-void em_max_pool_planes(const pool_geom *g, const float *x, float *y, int64_t planes)
+void em_max_pool_planes(const pool_geom *g, const float *x, float *y, int32_t *argmax, int64_t planes)
 {
+    const int64_t out_plane = g->oh * g->ow;
     for (int64_t p = 0; p < planes; p++)
-        max_plane(g, x + p * g->h * g->w, y + p * g->oh * g->ow, NULL);
+        max_plane(g, x + p * g->h * g->w, y + p * out_plane, argmax ? argmax + p * out_plane : NULL);
 }
 
 em_tensor *em_max_pool2d(em_tensor *x, int kh, int kw, int stride_h, int stride_w, int pad_h,

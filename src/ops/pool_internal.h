@@ -16,7 +16,8 @@ typedef struct pool_geom {
  * message em_max_pool2d gives. */
 int em_max_pool_geometry(const em_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw, pool_geom *g);
 
-/* y = the max pooling of `planes` consecutive planes of x (no argmax, no threads). */
-void em_max_pool_planes(const pool_geom *g, const float *x, float *y, int64_t planes);
+/* y = the max pooling of `planes` consecutive planes of x (no threads); argmax, when not
+ * NULL, gets each maximum's position in its input plane. */
+void em_max_pool_planes(const pool_geom *g, const float *x, float *y, int32_t *argmax, int64_t planes);
 
 #endif
