@@ -3,7 +3,9 @@
  * optimizer, with dropout (the model's generator) and shuffling (the loader's), whether
  * the cut falls inside an epoch or between two. Also: checkpointing does not perturb a
  * run, a stop request ends a run cleanly after one step, resuming refuses data that
- * would change the order, and the loader's position replays an epoch exactly. */
+ * would change the order, the loader's position replays an epoch exactly, and a
+ * resumed run's history and metrics file are those of a run never stopped (the
+ * checkpoint carries the records; one written without them still resumes). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +63,8 @@ typedef struct run_spec {
     const char *resume;
     volatile sig_atomic_t *stop;
     void (*tweak)(em_train_opts *o); /* schedules, validation, early stopping, ... */
+    em_train_history *history;
+    const char *metrics;
 } run_spec;
 
 /* Trains a fresh model (seed 7) as specified; NULL after a failure (reported). */
@@ -81,6 +85,8 @@ static em_model *train(const em_dataset *ds, const run_spec *s, em_train_result 
     o.resume_path = s->resume;
     o.max_steps = s->max_steps;
     o.stop_requested = s->stop;
+    o.history = s->history;
+    o.metrics_path = s->metrics;
     if (s->tweak)
         s->tweak(&o);
     if (em_train(m, ds, ds, &o, result) != EM_OK) {
@@ -278,6 +284,207 @@ static void test_checkpointing_is_invisible(const em_dataset *ds)
     em_model_free(d);
 }
 
+/* Both NaN, or the same bits. */
+static bool same_value(double a, double b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0; }
+
+/* The first record where a and b differ (timings aside), or NULL. b's records are
+ * compared from its step `from_step` and epoch `from_epoch` on (1-based). */
+static const char *history_difference(const em_train_history *a, const em_train_history *b, int64_t from_step,
+                                      int from_epoch)
+{
+    static char what[128];
+    if (a->n_steps != b->n_steps - (from_step - 1) || a->n_epochs != b->n_epochs - (from_epoch - 1)) {
+        snprintf(what, sizeof what, "%lld steps and %d epochs vs %lld and %d", (long long)a->n_steps, a->n_epochs,
+                 (long long)b->n_steps, b->n_epochs);
+        return what;
+    }
+    for (int64_t i = 0; i < a->n_steps; i++) {
+        const em_step_record *x = &a->steps[i], *y = &b->steps[i + from_step - 1];
+        if (x->step != y->step || !same_value(x->loss, y->loss) || !same_value(x->lr, y->lr) ||
+            !same_value(x->grad_norm, y->grad_norm) || !same_value(x->accuracy, y->accuracy)) {
+            snprintf(what, sizeof what, "step record %lld (step %lld vs %lld)", (long long)i + 1, (long long)x->step,
+                     (long long)y->step);
+            return what;
+        }
+    }
+    for (int i = 0; i < a->n_epochs; i++) {
+        const em_epoch_record *x = &a->epochs[i], *y = &b->epochs[i + from_epoch - 1];
+        if (x->epoch != y->epoch || x->steps != y->steps || !same_value(x->train_loss, y->train_loss) ||
+            !same_value(x->train_accuracy, y->train_accuracy) || !same_value(x->val_loss, y->val_loss) ||
+            !same_value(x->val_accuracy, y->val_accuracy) || !same_value(x->test_loss, y->test_loss) ||
+            !same_value(x->test_accuracy, y->test_accuracy) || !same_value(x->lr, y->lr) ||
+            !same_value(x->grad_norm, y->grad_norm)) {
+            snprintf(what, sizeof what, "epoch record %d", i + 1);
+            return what;
+        }
+    }
+    return NULL;
+}
+
+/* The metrics file without its last column (seconds), or NULL. */
+static char *metrics_without_seconds(const char *path, int *epoch_rows)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap), line[512];
+    *epoch_rows = 0;
+    while (out && fgets(line, sizeof line, f)) {
+        char *last = strrchr(line, ',');
+        if (last)
+            *last = '\0';
+        *epoch_rows += line[0] >= '0' && line[0] <= '9' && strstr(line, ",epoch,") != NULL;
+        size_t n = strlen(line);
+        if (len + n + 2 > cap) {
+            char *grown = realloc(out, cap *= 2);
+            if (!grown) {
+                free(out);
+                out = NULL;
+                break;
+            }
+            out = grown;
+        }
+        memcpy(out + len, line, n);
+        out[len + n] = '\n';
+        len += n + 1;
+        out[len] = '\0';
+    }
+    fclose(f);
+    return out;
+}
+
+/* A run resumed from a checkpoint has the history and metrics rows of a run never
+ * stopped, the epochs before the checkpoint included; the restored records have no
+ * timings (seconds NaN, an empty column), the new ones do. */
+static void check_history_resume(const em_dataset *ds, const char *what, int first_epochs, int64_t max_steps,
+                                 void (*tweak)(em_train_opts *))
+{
+    em_optim_opts adam = em_optim_defaults(EM_OPTIM_ADAM);
+    adam.lr = 0.02f;
+    em_train_history hs, h1, hr;
+    em_history_init(&hs);
+    em_history_init(&h1);
+    em_history_init(&hr);
+    run_spec straight = {.kind = EM_OPTIM_ADAM, .optim = adam, .epochs = 3, .batch = 32, .tweak = tweak,
+                         .history = &hs, .metrics = tmp("straight.csv")};
+    run_spec first = straight;
+    first.epochs = first_epochs;
+    first.max_steps = max_steps;
+    first.checkpoint = tmp("history.st");
+    first.history = &h1;
+    first.metrics = tmp("first.csv");
+    run_spec resumed = straight;
+    resumed.resume = first.checkpoint;
+    resumed.history = &hr;
+    resumed.metrics = tmp("resumed.csv");
+    em_train_result r;
+    em_model *a = train(ds, &straight, &r);
+    em_model *b = train(ds, &first, &r);
+    int64_t cut = r.steps;
+    em_model *c = train(ds, &resumed, &r);
+    CHECK_MSG(a && b && c, "%s: a run failed", what);
+    CHECK_MSG(hs.n_epochs == 3 && hr.n_epochs == 3, "%s: %d and %d epochs recorded", what, hs.n_epochs, hr.n_epochs);
+    const char *diff = history_difference(&hs, &hr, 1, 1);
+    CHECK_MSG(diff == NULL, "%s: the resumed history differs from the straight one at %s", what, diff);
+    for (int64_t i = 0; i < hr.n_steps; i++)
+        CHECK_MSG(isnan(hr.steps[i].seconds) == (hr.steps[i].step <= cut), "%s: step %lld's seconds %g", what,
+                  (long long)hr.steps[i].step, (double)hr.steps[i].seconds);
+    int rows_straight = 0, rows_resumed = 0;
+    char *cs = metrics_without_seconds(straight.metrics, &rows_straight);
+    char *cr = metrics_without_seconds(resumed.metrics, &rows_resumed);
+    CHECK_MSG(cs && cr && rows_straight == 3 && rows_resumed == 3, "%s: %d and %d epoch rows", what, rows_straight,
+              rows_resumed);
+    CHECK_MSG(cs && cr && strcmp(cs, cr) == 0, "%s: the resumed metrics file differs:\n%s\nvs\n%s", what,
+              cs ? cs : "", cr ? cr : "");
+    free(cs);
+    free(cr);
+    em_history_free(&hs);
+    em_history_free(&h1);
+    em_history_free(&hr);
+    em_model_free(a);
+    em_model_free(b);
+    em_model_free(c);
+}
+
+static void test_history_across_resume(const em_dataset *ds)
+{
+    check_history_resume(ds, "two epochs then a third", 2, 0, NULL);
+    check_history_resume(ds, "stopped inside epoch 2", 3, 10, NULL);
+    check_history_resume(ds, "validation split, cosine, early stopping, stopped inside epoch 2", 3, 7,
+                         cosine_and_early_stopping);
+
+    /* A checkpoint without a history (as written before checkpoints carried one): the
+     * resumed run's history starts at the resume. */
+    em_optim_opts adam = em_optim_defaults(EM_OPTIM_ADAM);
+    em_train_history hs, hr;
+    em_history_init(&hs);
+    em_history_init(&hr);
+    run_spec straight = {.kind = EM_OPTIM_ADAM, .optim = adam, .epochs = 3, .batch = 32, .history = &hs};
+    run_spec first = straight;
+    first.epochs = 2;
+    first.history = NULL;
+    first.checkpoint = tmp("with_history.st");
+    em_train_result r;
+    em_model *a = train(ds, &straight, &r);
+    em_model *b = train(ds, &first, &r);
+    em_model *m = em_model_parse(description, "test_resume", 7);
+    em_optim *opt = m ? em_optim_new(m, EM_OPTIM_ADAM, &adam) : NULL;
+    em_train_position pos;
+    CHECK(opt && em_checkpoint_load(first.checkpoint, m, opt, &pos) == EM_OK &&
+          em_checkpoint_save(tmp("no_history.st"), m, opt, &pos) == EM_OK);
+    em_st_file *f = em_st_open(tmp("no_history.st"));
+    CHECK(f && !em_st_metadata(f, "ember.history") && !em_st_find(f, "train.history.steps"));
+    em_st_close(f);
+    run_spec resumed = straight;
+    resumed.history = &hr;
+    resumed.resume = tmp("no_history.st");
+    em_model *c = train(ds, &resumed, &r);
+    CHECK(c && hr.n_steps == 7 && hr.n_epochs == 1 && hr.steps[0].step == 15 && hr.epochs[0].epoch == 3);
+    const char *diff = history_difference(&hr, &hs, 15, 3);
+    CHECK_MSG(diff == NULL, "resumed without a history: differs at %s", diff);
+
+    /* The history in the checkpoint, read back: the first run's records. */
+    em_train_history read;
+    em_history_init(&read);
+    CHECK(em_checkpoint_read_history(first.checkpoint, &read) == EM_OK);
+    CHECK(read.n_steps == 14 && read.n_epochs == 2 && read.steps[0].step == 1 && isnan(read.epochs[1].seconds));
+    em_train_history hs_first2 = hs;
+    hs_first2.n_steps = 14;
+    hs_first2.n_epochs = 2;
+    diff = history_difference(&read, &hs_first2, 1, 1);
+    CHECK_MSG(diff == NULL, "read back: differs at %s", diff);
+    /* It appends; a file without a history adds nothing. */
+    CHECK(em_checkpoint_read_history(tmp("no_history.st"), &read) == EM_OK && read.n_steps == 14);
+    CHECK(em_checkpoint_read_history(tmp("missing.st"), &read) == EM_ERR && read.n_steps == 14);
+    CHECK_ERROR_CONTAINS("missing.st");
+    /* Malformed histories are refused by name, the history unchanged. */
+    const char *bad = tmp("bad_history.st");
+    const char *names[] = {"train.history.steps"};
+    const em_tensor *tensors[] = {em_tensor_zeros2(NULL, 3, 4)};
+    const char *keys[] = {"ember.history"};
+    const char *short_list[] = {"{\"version\":1,\"first_step\":1,\"steps\":2,\"epochs\":[]}"};
+    CHECK(em_st_save(bad, 1, names, tensors, 1, keys, short_list) == EM_OK);
+    CHECK(em_checkpoint_read_history(bad, &read) == EM_ERR && read.n_steps == 14 && read.n_epochs == 2);
+    CHECK_ERROR_CONTAINS("bad_history.st: \"ember.history\" lists 2 steps but tensor 'train.history.steps' is [3, 4], "
+                         "not [2, 4]");
+    const char *bad_hex[] = {"{\"version\":1,\"first_step\":1,\"steps\":3,\"epochs\":[{\"epoch\":1,\"steps\":3,"
+                             "\"train_loss\":\"zz\"}]}"};
+    CHECK(em_st_save(bad, 1, names, tensors, 1, keys, bad_hex) == EM_OK);
+    CHECK(em_checkpoint_read_history(bad, &read) == EM_ERR && read.n_steps == 14 && read.n_epochs == 2);
+    CHECK_ERROR_CONTAINS("epoch 1's \"train_loss\" is not 16 hexadecimal digits");
+    em_step_end();
+    em_history_free(&read);
+
+    em_optim_free(opt);
+    em_history_free(&hs);
+    em_history_free(&hr);
+    em_model_free(a);
+    em_model_free(b);
+    em_model_free(c);
+    em_model_free(m);
+}
+
 static void test_stop_request(const em_dataset *ds)
 {
     volatile sig_atomic_t stop = 1; /* as if Ctrl-C came during the first step */
@@ -391,6 +598,7 @@ int main(void)
     test_every_optimizer(&ds);
     test_schedules_and_early_stopping(&ds);
     test_checkpointing_is_invisible(&ds);
+    test_history_across_resume(&ds);
     test_stop_request(&ds);
     test_refusals(&ds);
     em_release_thread_state();

@@ -6,6 +6,7 @@
 #define EMBER_CHECKPOINT_H
 
 #include "ember/data.h"
+#include "ember/history.h"
 #include "ember/nn.h"
 #include "ember/optim.h"
 #include "ember/optim_state.h"
@@ -84,6 +85,20 @@ int em_checkpoint_save(const char *path, em_model *m, const em_optim *opt, const
  * epoch's weights); weight loading ignores them, as it ignores "optim.*". */
 int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
                             const em_named_tensor *extra, int n_extra);
+
+/* The same with the run's history (NULL: none), so that a resumed run's plot and
+ * metrics cover the epochs before the checkpoint too: its step records (consecutive
+ * steps) as the tensor "train.history.steps" and its epoch records in the metadata
+ * ("ember.history", JSON, doubles in exact hexadecimal). The records' timings are left
+ * out, so that a run stopped and resumed writes the same file as one never stopped. */
+int em_checkpoint_save_with_history(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
+                                    const em_named_tensor *extra, int n_extra, const em_train_history *history);
+
+/* Appends the history stored in a checkpoint to h (its records' seconds are NaN: not
+ * stored); nothing when the checkpoint has none (written before checkpoints carried
+ * one, or without). EM_ERR naming the file and the field on a malformed one, h
+ * unchanged. */
+int em_checkpoint_read_history(const char *path, em_train_history *h);
 
 /* The optimizer kind and options stored in a checkpoint, to create the optimizer that
  * em_checkpoint_load then fills. */

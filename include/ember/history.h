@@ -2,7 +2,9 @@
  * from it: where the validation loss was best, whether the model overfits (validation
  * loss rising while training loss falls), where early stopping would have stopped, how
  * many steps the training loss took to reach a target. em_train fills a history when
- * em_train_opts.history points at one; the comparison reports read it. */
+ * em_train_opts.history points at one; the comparison reports read it. Full checkpoints
+ * carry the run's records, so that a resumed run's history, plot and metrics file
+ * cover the whole run. */
 #ifndef EMBER_HISTORY_H
 #define EMBER_HISTORY_H
 
@@ -19,7 +21,8 @@ typedef struct em_step_record {
     float lr;          /* the default group's learning rate for this step */
     float grad_norm;   /* global L2 norm of the gradients, before any clipping */
     float accuracy;    /* the batch's accuracy */
-    float seconds;     /* since the run started */
+    float seconds;     /* since the run (or its resumption) started; NaN for records a
+                        * resumed run restored from its checkpoint, which keeps no timings */
 } em_step_record;
 
 typedef struct em_epoch_record {
@@ -31,7 +34,8 @@ typedef struct em_epoch_record {
     double test_loss, test_accuracy; /* NaN without a test set */
     double lr;               /* the learning rate at the epoch's end */
     double grad_norm;        /* mean gradient norm over the epoch's steps */
-    double seconds;          /* since the run started, evaluation included */
+    double seconds;          /* since the run (or its resumption) started, evaluation
+                              * included; NaN when restored from a checkpoint */
 } em_epoch_record;
 
 typedef struct em_train_history {

@@ -18,6 +18,7 @@
 
 #include "ember/error.h"
 #include "ember/safetensors.h"
+#include "io/checkpoint_history.h"
 #include "nn/layer.h"
 
 #define MODEL_KEY "ember.model"
@@ -321,6 +322,12 @@ int em_checkpoint_save(const char *path, em_model *m, const em_optim *opt, const
 int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
                             const em_named_tensor *more, int n_more)
 {
+    return em_checkpoint_save_with_history(path, m, opt, pos, more, n_more, NULL);
+}
+
+int em_checkpoint_save_with_history(const char *path, em_model *m, const em_optim *opt, const em_train_position *pos,
+                                    const em_named_tensor *more, int n_more, const em_train_history *history)
+{
     if (n_more < 0 || (n_more > 0 && !more))
         return em_error("saving a checkpoint: %d extra tensors without a list", n_more);
     for (int i = 0; i < n_more; i++)
@@ -341,10 +348,18 @@ int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, 
         em_arena_destroy(arena);
         return em_error_prefix("saving %s: ", path);
     }
-    int n_extra = n_optim + n_more;
+    em_tensor *history_steps = NULL;
+    char *history_json = NULL;
+    if (history && em_history_encode(history, arena, &history_steps, &history_json) != EM_OK) {
+        free(optim_json);
+        em_arena_destroy(arena);
+        return em_error_prefix("saving %s: ", path);
+    }
+    int n_extra = n_optim + n_more + (history_steps ? 1 : 0);
     em_named_tensor *extra = n_extra ? em_arena_alloc(arena, (size_t)n_extra * sizeof *extra) : NULL;
     if (n_extra && !extra) {
         free(optim_json);
+        free(history_json);
         em_arena_destroy(arena);
         return em_error_prefix("saving %s: ", path);
     }
@@ -352,11 +367,24 @@ int em_checkpoint_save_with(const char *path, em_model *m, const em_optim *opt, 
         extra[i] = optim_tensors[i];
     for (int i = 0; i < n_more; i++)
         extra[n_optim + i] = more[i];
+    if (history_steps)
+        extra[n_optim + n_more] = (em_named_tensor){EM_HISTORY_STEPS_TENSOR, history_steps, true};
+    /* The optional pairs go last, present or not. */
     const char *description = em_model_description(m);
-    const char *keys[] = {"format", MODEL_KEY, TRAIN_KEY, OPTIM_KEY};
-    const char *values[] = {"pt", description ? description : "", position.buf, optim_json};
-    int rc = save_file(path, m, n_extra, extra, opt ? 4 : 3, keys, values);
+    const char *keys[5] = {"format", MODEL_KEY, TRAIN_KEY};
+    const char *values[5] = {"pt", description ? description : "", position.buf};
+    int n_meta = 3;
+    if (opt) {
+        keys[n_meta] = OPTIM_KEY;
+        values[n_meta++] = optim_json;
+    }
+    if (history_json) {
+        keys[n_meta] = EM_HISTORY_KEY;
+        values[n_meta++] = history_json;
+    }
+    int rc = save_file(path, m, n_extra, extra, n_meta, keys, values);
     free(optim_json);
+    free(history_json);
     em_arena_destroy(arena);
     return rc;
 }

@@ -43,6 +43,15 @@ static void put_value(FILE *f, double v)
     fputc(',', f);
 }
 
+/* The last column; empty for the records a resumed run restored from its checkpoint,
+ * which keeps no timings. */
+static void put_seconds(FILE *f, double seconds)
+{
+    if (!isnan(seconds))
+        fprintf(f, "%.4f", seconds);
+    fputc('\n', f);
+}
+
 void em_metrics_step(em_metrics *mf, int epoch, const em_step_record *r)
 {
     if (!mf)
@@ -57,7 +66,7 @@ void em_metrics_step(em_metrics *mf, int epoch, const em_step_record *r)
     fputs(",,,,", mf->f);
     put_value(mf->f, r->lr);
     put_value(mf->f, r->grad_norm);
-    fprintf(mf->f, "%.4f\n", (double)r->seconds);
+    put_seconds(mf->f, r->seconds);
 }
 
 void em_metrics_epoch(em_metrics *mf, const em_epoch_record *e)
@@ -73,7 +82,7 @@ void em_metrics_epoch(em_metrics *mf, const em_epoch_record *e)
     put_value(mf->f, e->test_accuracy);
     put_value(mf->f, e->lr);
     put_value(mf->f, e->grad_norm);
-    fprintf(mf->f, "%.4f\n", e->seconds);
+    put_seconds(mf->f, e->seconds);
     fflush(mf->f);
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ember/checkpoint.h"
 #include "ember/error.h"
 #include "ember/runtime.h"
 #include "train/train_internal.h"
@@ -74,6 +75,8 @@ static int start(em_monitor *mon, em_model *m, em_optim *opt, const em_train_opt
     em_history_init(&mon->own_history);
     mon->history = o->history ? o->history : &mon->own_history;
     mon->history->steps_per_epoch = batches;
+    mon->base_steps = mon->history->n_steps;
+    mon->base_epochs = mon->history->n_epochs;
     if (o->patience > 0 && !val && !validate)
         return em_error("train: early stopping (patience %d) needs a validation set (a validation dataset or "
                         "a validation split)",
@@ -161,6 +164,58 @@ void em_monitor_resume(em_monitor *mon, int64_t steps_done, int epochs_done)
     int64_t ticks = em_schedule_options(mon->schedule)->per_step ? steps_done : epochs_done;
     for (int64_t t = 0; t < ticks; t++)
         em_schedule_step(mon->schedule);
+}
+
+void em_monitor_run_history(const em_monitor *mon, em_train_history *view)
+{
+    const em_train_history *h = mon->history;
+    *view = *h;
+    view->steps = h->steps ? h->steps + mon->base_steps : NULL;
+    view->n_steps = h->n_steps - mon->base_steps;
+    view->cap_steps = view->n_steps;
+    view->epochs = h->epochs ? h->epochs + mon->base_epochs : NULL;
+    view->n_epochs = h->n_epochs - mon->base_epochs;
+    view->cap_epochs = view->n_epochs;
+}
+
+/* The metrics rows of restored records, in the order the run wrote them: each epoch's
+ * row after its last step's. */
+static void replay_rows(em_metrics *mf, const em_train_history *h)
+{
+    int e = 0;
+    for (int64_t i = 0; i < h->n_steps; i++) {
+        while (e < h->n_epochs && h->epochs[e].steps < h->steps[i].step)
+            em_metrics_epoch(mf, &h->epochs[e++]);
+        int epoch = e < h->n_epochs ? h->epochs[e].epoch : h->n_epochs ? h->epochs[h->n_epochs - 1].epoch + 1 : 1;
+        em_metrics_step(mf, epoch, &h->steps[i]);
+    }
+    while (e < h->n_epochs)
+        em_metrics_epoch(mf, &h->epochs[e++]);
+}
+
+int em_monitor_restore_history(em_monitor *mon, const char *path, int64_t steps_done)
+{
+    em_train_history saved;
+    em_history_init(&saved);
+    if (em_checkpoint_read_history(path, &saved) != EM_OK)
+        return EM_ERR;
+    int rc = EM_OK;
+    if (saved.n_steps && saved.steps[saved.n_steps - 1].step != steps_done)
+        rc = em_error("%s: the history ends at step %lld but the checkpoint is at step %lld", path,
+                      (long long)saved.steps[saved.n_steps - 1].step, (long long)steps_done);
+    em_train_history *h = mon->history;
+    if (rc == EM_OK)
+        rc = em_history_reserve(h, h->n_steps + saved.n_steps + (h->cap_steps - h->n_steps),
+                                h->n_epochs + saved.n_epochs + (h->cap_epochs - h->n_epochs));
+    if (rc == EM_OK) {
+        for (int64_t i = 0; i < saved.n_steps; i++)
+            em_history_add_step(h, &saved.steps[i]);
+        for (int i = 0; i < saved.n_epochs; i++)
+            em_history_add_epoch(h, &saved.epochs[i]);
+        replay_rows(mon->metrics, &saved);
+    }
+    em_history_free(&saved);
+    return rc;
 }
 
 void em_monitor_diverged(em_monitor *mon, int64_t step, int epoch, float loss)

@@ -167,6 +167,10 @@ static int resume_monitor(run *r)
         /* A checkpoint without schedule state: replay the ticks from the base rates. */
         em_monitor_resume(mon, r->steps, r->first_epoch - 1);
     }
+    /* The records of the steps and epochs before the checkpoint, for the plot and the
+     * metrics file. */
+    if (em_monitor_restore_history(mon, r->o.resume_path, r->steps) != EM_OK)
+        return EM_ERR;
     mon->best_val = pos->best_val;
     mon->best_epoch = pos->best_epoch;
     mon->since_best = pos->since_best;
@@ -226,7 +230,9 @@ static int write_checkpoint(run *r, const char *path, int epoch, double loss_sum
     int64_t n_best = best_weights_numel(r);
     if (mon->best_weights && mon->best_epoch > 0)
         best.tensor = em_tensor_wrap(em_step_arena(), 1, &n_best, mon->best_weights);
-    int rc = em_checkpoint_save_with(path, r->m, r->opt, &pos, &best, best.tensor ? 1 : 0);
+    em_train_history history;
+    em_monitor_run_history(mon, &history);
+    int rc = em_checkpoint_save_with_history(path, r->m, r->opt, &pos, &best, best.tensor ? 1 : 0, &history);
     em_step_end();
     if (rc != EM_OK)
         return em_error_prefix("checkpoint after step %lld: ", (long long)r->steps);
@@ -321,6 +327,7 @@ static int resume_from(run *r, const char *path)
     r->resume = pos;
     r->steps = pos.step;
     r->first_epoch = pos.epoch;
+    r->epochs_run = pos.epoch - 1;
     r->loader_ready = true;
     r->resume_mid_epoch = pos.loader.batches_done > 0;
     if (r->o.progress != EM_PROGRESS_QUIET)
@@ -535,7 +542,8 @@ int em_train(em_model *m, const em_dataset *train, const em_dataset *test, const
     if (r.o.resume_path && resume_from(&r, r.o.resume_path) != EM_OK)
         goto done;
     /* Everything the loop records (the history in the monitor) is allocated here,
-     * before the first step; a resumed run's history starts where it resumes. */
+     * before the first step; a resumed run's history starts with the records the
+     * checkpoint carries. */
     if (r.o.metrics_path && !(r.metrics = em_metrics_open(r.o.metrics_path)))
         goto done;
     if (em_monitor_start(&r.mon, m, r.opt, &r.o, val, r.metrics, r.batches, r.start) != EM_OK)

@@ -71,6 +71,10 @@ typedef struct em_monitor {
     em_schedule *schedule;
     em_train_history *history; /* o->history, or own_history */
     em_train_history own_history;
+    /* Records the history held before this run started (a caller's history may hold
+     * other runs'): a checkpoint carries only the records after them. */
+    int64_t base_steps;
+    int base_epochs;
     double start;              /* em_now() of the run's start */
     /* the step in progress */
     float step_lr, step_grad_norm, step_accuracy;
@@ -106,6 +110,13 @@ int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt);
 /* A resumed run: the schedule catches up with the ticks of the steps and epochs done
  * (a plateau schedule's counters are not in checkpoints and start afresh). */
 void em_monitor_resume(em_monitor *mon, int64_t steps_done, int epochs_done);
+/* This run's part of the history (the records after base_steps and base_epochs), as a
+ * view into it, for a checkpoint. */
+void em_monitor_run_history(const em_monitor *mon, em_train_history *view);
+/* A resumed run: the history the checkpoint at `path` carries goes before this run's
+ * records, and into the metrics file; it must end at steps_done. Nothing happens for a
+ * checkpoint without one. */
+int em_monitor_restore_history(em_monitor *mon, const char *path, int64_t steps_done);
 /* A non-finite loss at this step: its record and row. */
 void em_monitor_diverged(em_monitor *mon, int64_t step, int epoch, float loss);
 /* After the epoch's test evaluation (s filled): validation, a per-epoch schedule tick,

@@ -190,7 +190,10 @@ static int write_checkpoint(lm_run *r, const char *path, int k, double loss_sum,
         extra[n++] = (em_named_tensor){"train.best_weights", em_tensor_wrap(NULL, 1, &total, mon->best_weights), true};
     }
     int carried = carried_states(r, extra + n, names, states);
-    int rc = carried < 0 ? EM_ERR : em_checkpoint_save_with(path, r->m, r->opt, &pos, extra, n + carried);
+    em_train_history history;
+    em_monitor_run_history(mon, &history);
+    int rc = carried < 0 ? EM_ERR
+                         : em_checkpoint_save_with_history(path, r->m, r->opt, &pos, extra, n + carried, &history);
     em_step_end();
     free(extra);
     free(names);
@@ -229,6 +232,8 @@ static int resume_from(lm_run *r, const char *path)
     em_monitor *mon = &r->mon;
     if (mon->schedule && pos.schedule[0] && em_schedule_load_state(mon->schedule, pos.schedule) != EM_OK)
         return em_error_prefix("%s: ", path);
+    if (em_monitor_restore_history(mon, path, r->steps) != EM_OK)
+        return EM_ERR;
     mon->best_val = pos.best_val;
     mon->best_epoch = pos.best_epoch;
     mon->since_best = pos.since_best;
