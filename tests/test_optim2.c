@@ -359,6 +359,67 @@ static void test_schedule_errors(void)
     em_arena_destroy(arena);
 }
 
+/* Rebinding a schedule onto a rebuilt optimizer: a group continued from the old one
+ * keeps its base and rate, a new group gets its own rate as base times the schedule's
+ * factor so far, whatever the group indices. */
+static void test_schedule_rebind_groups(void)
+{
+    em_model *m = em_model_parse("input 4\nlinear 3\n", "rebind", 1);
+    em_optim_opts sgd = em_optim_defaults(EM_OPTIM_SGD);
+    sgd.lr = 1.0f;
+    em_param_group bias = {.pattern = "0.bias", .set_lr = true, .lr = 0.5f};
+    em_optim *old = em_optim_new_grouped(m, EM_OPTIM_SGD, &sgd, &bias, 1);
+    em_schedule_opts e = em_schedule_defaults(EM_SCHEDULE_EXPONENTIAL);
+    e.gamma = 0.5;
+    em_schedule *s = em_schedule_new(old, &e);
+    em_schedule_step(s);
+    em_schedule_step(s); /* x0.25 */
+    /* The rebuilt optimizer: the bias in a new group of rate 0.3 (group 1), and the
+     * weight in group 2, which continues the old group 1 (base 0.5). */
+    em_param_group rebuilt[2] = {{.pattern = "0.bias", .set_lr = true, .lr = 0.3f},
+                                 {.pattern = "0.weight", .set_lr = true, .lr = 0.5f}};
+    em_optim *opt = em_optim_new_grouped(m, EM_OPTIM_SGD, &sgd, rebuilt, 2);
+    CHECK(s && old && opt && em_optim_group_count(opt) == 3);
+    int bad[3] = {0, -1, 2};
+    CHECK(em_schedule_rebind_groups(s, opt, bad) == EM_ERR);
+    CHECK_ERROR_CONTAINS("group 2 of the new optimizer continues group 2, but the schedule has 2");
+    int from[3] = {0, -1, 1};
+    CHECK(em_schedule_rebind_groups(s, opt, from) == EM_OK);
+    CHECK_NEAR(em_schedule_lr(s, 0), 0.25, 1e-12);
+    CHECK_NEAR(em_schedule_lr(s, 1), (double)0.3f * 0.25, 1e-12);
+    CHECK_NEAR(em_schedule_lr(s, 2), (double)0.5f * 0.25, 1e-12);
+    CHECK(em_optim_group_opts(opt, 1)->lr == (float)((double)0.3f * 0.25));
+    CHECK(em_optim_group_opts(opt, 2)->lr == 0.125f);
+    em_schedule_step(s); /* every group follows its own base */
+    CHECK_NEAR(em_schedule_lr(s, 1), (double)0.3f * 0.125, 1e-12);
+    CHECK_NEAR(em_schedule_lr(s, 2), (double)0.5f * 0.125, 1e-12);
+    em_schedule_free(s);
+
+    /* A plateau schedule: the default group's reductions, down to min_lr. */
+    em_optim_free(old);
+    old = em_optim_new_grouped(m, EM_OPTIM_SGD, &sgd, &bias, 1);
+    em_schedule_opts pl = em_schedule_defaults(EM_SCHEDULE_PLATEAU);
+    pl.patience = 0;
+    pl.factor = 0.5;
+    pl.min_lr = 0.1;
+    s = em_schedule_new(old, &pl);
+    em_schedule_step_metric(s, 1.0);
+    em_schedule_step_metric(s, 2.0); /* worse: halved */
+    CHECK_NEAR(em_schedule_lr(s, 0), 0.5, 1e-12);
+    em_param_group two[2] = {{.pattern = "0.bias", .set_lr = true, .lr = 0.3f},
+                             {.pattern = "0.weight", .set_lr = true, .lr = 0.15f}};
+    em_optim_free(opt);
+    opt = em_optim_new_grouped(m, EM_OPTIM_SGD, &sgd, two, 2);
+    int fresh[3] = {0, -1, -1};
+    CHECK(s && opt && em_schedule_rebind_groups(s, opt, fresh) == EM_OK);
+    CHECK_NEAR(em_schedule_lr(s, 1), (double)0.3f * 0.5, 1e-12);
+    CHECK_NEAR(em_schedule_lr(s, 2), 0.1, 1e-12); /* 0.075, raised to min_lr */
+    em_schedule_free(s);
+    em_optim_free(old);
+    em_optim_free(opt);
+    em_model_free(m);
+}
+
 /* The norm is the same bits on one thread and on several; clipping by value keeps NaN. */
 static void test_norm_threads_and_nan(void)
 {
@@ -404,6 +465,7 @@ int main(void)
     test_names_and_defaults();
     test_groups();
     test_schedule_errors();
+    test_schedule_rebind_groups();
     test_norm_threads_and_nan();
     return test_finish();
 }

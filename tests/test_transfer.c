@@ -1,7 +1,8 @@
 /* Transfer learning: a model pre-trained in PyTorch (the CNN of gen_import.py) gets a
  * new head, its features are frozen (no gradient computed or kept, no optimizer state,
  * values unchanged by training), the head trains, and unfreezing later trains the rest
- * with its own learning rate. Also the load report's names, pattern errors, the class
+ * with its own learning rate (with parameter groups and a schedule, every group's rate
+ * is its own base times the schedule's factor). Also the load report's names, pattern errors, the class
  * selection of a dataset, and the refusals of replace-head. */
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,119 @@ static void test_frozen_training(void)
     em_model_free(m);
 }
 
+/* The learning rates of the optimizer's groups in a full checkpoint, in group order
+ * (the "lr" of each group in "ember.optimizer"); returns how many. */
+static int checkpoint_group_lrs(const char *path, double *lr, int cap)
+{
+    em_st_file *f = em_st_open(path);
+    const char *json = f ? em_st_metadata(f, "ember.optimizer") : NULL;
+    const char *groups = json ? strstr(json, "\"groups\":[") : NULL;
+    const char *end = groups ? strstr(groups, "]") : NULL;
+    int n = 0;
+    for (const char *p = groups; p && n < cap && (p = strstr(p, "\"lr\":")) != NULL && p < end; p++)
+        lr[n++] = strtod(p + 5, NULL);
+    em_st_close(f);
+    return n;
+}
+
+/* The schedule's base rate of each group in a full checkpoint; returns how many. */
+static int checkpoint_schedule_bases(const char *path, double *base, int cap)
+{
+    em_train_position pos;
+    const char *p = em_checkpoint_read_position(path, &pos) == EM_OK ? strstr(pos.schedule, " base=") : NULL;
+    int n = 0;
+    for (p = p ? p + 6 : NULL; p && n < cap; p++) {
+        char *next;
+        base[n++] = strtod(p, &next);
+        if (*next != ',')
+            break;
+        p = next;
+    }
+    return n;
+}
+
+static void tick_per_epoch_by_half(em_train_opts *o)
+{
+    o->schedule = em_schedule_defaults(EM_SCHEDULE_STEP);
+    o->schedule.gamma = 0.5;
+}
+
+static void cosine_with_warmup(em_train_opts *o)
+{
+    o->schedule = em_schedule_defaults(EM_SCHEDULE_COSINE);
+    o->schedule.warmup = 3;
+}
+
+/* Trains a fresh copy of a small classifier whose first linear layer is frozen, with a
+ * parameter group of its own for the head's bias, unfreezing after epoch 1. */
+static void train_unfreezing(const em_dataset *ds, void (*schedule)(em_train_opts *), int64_t max_steps,
+                             const char *checkpoint, const char *resume)
+{
+    em_model *m = em_model_parse("input 2x8x8\nflatten\nlinear 8\nrelu\nlinear 3\n", "unfreezing", 3);
+    CHECK(m && em_model_freeze(m, "1.*") == 2);
+    static em_param_group head_bias = {.pattern = "3.bias", .set_lr = true, .lr = 0.05f};
+    em_train_opts o = em_train_defaults();
+    o.epochs = 3;
+    o.batch_size = 16;
+    o.optim.lr = 0.1f;
+    o.progress = EM_PROGRESS_QUIET;
+    o.param_groups = &head_bias;
+    o.n_param_groups = 1;
+    o.unfreeze_after = 1;
+    o.unfreeze_lr = 0.02f;
+    o.max_steps = max_steps;
+    o.checkpoint_path = checkpoint;
+    o.resume_path = resume;
+    schedule(&o);
+    em_train_result r;
+    CHECK_MSG(m && em_train(m, ds, NULL, &o, &r) == EM_OK, "%s", ember_last_error());
+    em_model_free(m);
+}
+
+/* After unfreezing, the optimizer's groups are the default one (the head's weight), the
+ * unfrozen tensors and the run's own group (the head's bias): each group's rate must be
+ * its own base rate times the schedule's factor at that step. */
+static void check_group_rates(const char *what, const char *path, double factor)
+{
+    const double base[3] = {0.1f, 0.02f, 0.05f};
+    double lr[4], sched[4];
+    int n = checkpoint_group_lrs(path, lr, 4);
+    CHECK_MSG(n == 3, "%s: %d groups", what, n);
+    int nb = checkpoint_schedule_bases(path, sched, 4);
+    CHECK_MSG(nb == 3, "%s: %d schedule bases", what, nb);
+    for (int g = 0; g < 3 && g < n; g++)
+        CHECK_MSG(fabs(lr[g] - base[g] * factor) <= 1e-6 * base[g] * factor,
+                  "%s: group %d's rate %.9g, expected %.9g x %.9g = %.9g", what, g, lr[g], base[g], factor,
+                  base[g] * factor);
+    for (int g = 0; g < 3 && g < nb; g++)
+        CHECK_MSG(sched[g] == base[g], "%s: group %d's schedule base %.9g, expected %.9g", what, g, sched[g], base[g]);
+}
+
+static void test_unfreezing_with_groups_and_schedule(void)
+{
+    static float pixels[96 * 128];
+    static int32_t labels[96];
+    em_dataset ds = make_images(96, 3, pixels, labels); /* 6 steps an epoch */
+    char path[1024], resumed[1024];
+    snprintf(path, sizeof path, "%s/unfreeze.st", test_tmpdir());
+    snprintf(resumed, sizeof resumed, "%s/unfreeze_resumed.st", test_tmpdir());
+
+    /* Halved after every epoch: x0.5 during epoch 2, x0.125 after epoch 3's tick. */
+    train_unfreezing(&ds, tick_per_epoch_by_half, 8, path, NULL);
+    check_group_rates("step schedule, step 8", path, 0.5);
+    train_unfreezing(&ds, tick_per_epoch_by_half, 0, resumed, path);
+    check_group_rates("step schedule, resumed at step 8, end", resumed, 0.125);
+    train_unfreezing(&ds, tick_per_epoch_by_half, 0, path, NULL);
+    check_group_rates("step schedule, end", path, 0.125);
+
+    /* Warm-up then cosine, ticked every step: the default group's rate gives the factor. */
+    train_unfreezing(&ds, cosine_with_warmup, 9, path, NULL);
+    double lr[3];
+    if (checkpoint_group_lrs(path, lr, 3) >= 1)
+        check_group_rates("cosine, step 9", path, lr[0] / (double)0.1f);
+    CHECK(lr[0] < 0.1 && lr[0] > 0.01); /* a factor that tells the groups apart */
+}
+
 static void test_load_report(void)
 {
     /* The pre-trained CNN's file into a model whose head differs and which has an extra
@@ -292,6 +406,7 @@ int main(void)
     test_replace_head();
     test_freeze_patterns();
     test_frozen_training();
+    test_unfreezing_with_groups_and_schedule();
     test_load_report();
     test_select_classes();
     em_release_thread_state();

@@ -71,8 +71,15 @@ void em_schedule_step(em_schedule *s);
 void em_schedule_step_metric(em_schedule *s, double metric);
 int64_t em_schedule_ticks(const em_schedule *s);
 /* Moves the schedule onto another optimizer over the same model (rebuilt with more
- * groups, say): the groups it had keep their rates and bases; new groups start from
- * their own rate as base. EM_ERR when out of memory. */
+ * groups, say): group g of opt continues the schedule of the old optimizer's group
+ * from[g] (its rate and base), or, when from[g] is -1, is a new group whose base is its
+ * own rate and whose rate is what the schedule gives that base at the current tick
+ * (a plateau schedule: the base times the default group's reduction so far, no lower
+ * than min_lr). from may be NULL: group g continues group g, the groups past the old
+ * count are new. EM_ERR (nothing changed) when from names a group the schedule does
+ * not have, or when out of memory. */
+int em_schedule_rebind_groups(em_schedule *s, em_optim *opt, const int *from);
+/* em_schedule_rebind_groups(s, opt, NULL). */
 int em_schedule_rebind(em_schedule *s, em_optim *opt);
 /* Group g's learning rate at the current tick, in double as PyTorch keeps it. */
 double em_schedule_lr(const em_schedule *s, int g);

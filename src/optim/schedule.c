@@ -249,27 +249,63 @@ void em_schedule_step(em_schedule *s)
 
 int64_t em_schedule_ticks(const em_schedule *s) { return s ? s->ticks : 0; }
 
-int em_schedule_rebind(em_schedule *s, em_optim *opt)
+/* The rate a group with this base has at the schedule's current tick: its tick-0 rate
+ * carried through the same recurrence every group went through. */
+static double rate_now(const em_schedule *s, double base)
+{
+    const em_schedule_opts *o = &s->o;
+    if (o->kind == EM_SCHEDULE_PLATEAU) {
+        /* Reductions depend on the metrics seen: the default group's tell how many. */
+        double reduced = s->base[0] > 0.0 ? base * (s->lr[0] / s->base[0]) : base;
+        return reduced < base ? fmin(base, fmax(reduced, o->min_lr)) : base;
+    }
+    /* next_lr reads the group's base and rate from the schedule: a one-group copy. */
+    double lr = o->kind == EM_SCHEDULE_COSINE && o->warmup > 0 ? base * o->warmup_start : base;
+    em_schedule one = *s;
+    one.n_groups = 1;
+    one.base = &base;
+    one.lr = &lr;
+    for (int64_t t = 1; t <= s->ticks; t++)
+        lr = next_lr(&one, 0, t);
+    return lr;
+}
+
+int em_schedule_rebind_groups(em_schedule *s, em_optim *opt, const int *from)
 {
     if (!s || !opt)
         return em_error("schedule: nothing to rebind");
     int n = em_optim_group_count(opt);
-    if (n > s->n_groups) {
-        double *base = realloc(s->base, (size_t)n * sizeof *base);
-        if (base)
-            s->base = base;
-        double *lr = base ? realloc(s->lr, (size_t)n * sizeof *lr) : NULL;
-        if (!lr)
-            return em_error("schedule: out of memory");
-        s->lr = lr;
-        for (int g = s->n_groups; g < n; g++)
-            s->base[g] = s->lr[g] = (double)em_optim_group_opts(opt, g)->lr;
+    for (int g = 0; from && g < n; g++)
+        if (from[g] < -1 || from[g] >= s->n_groups)
+            return em_error("schedule: group %d of the new optimizer continues group %d, but the schedule has %d",
+                            g, from[g], s->n_groups);
+    double *base = malloc((size_t)n * sizeof *base), *lr = malloc((size_t)n * sizeof *lr);
+    if (!base || !lr) {
+        free(base);
+        free(lr);
+        return em_error("schedule: out of memory");
     }
+    for (int g = 0; g < n; g++) {
+        int old = from ? from[g] : g < s->n_groups ? g : -1;
+        if (old >= 0) {
+            base[g] = s->base[old];
+            lr[g] = s->lr[old];
+        } else {
+            base[g] = (double)em_optim_group_opts(opt, g)->lr;
+            lr[g] = rate_now(s, base[g]);
+        }
+    }
+    free(s->base);
+    free(s->lr);
+    s->base = base;
+    s->lr = lr;
     s->n_groups = n;
     s->opt = opt;
     apply(s);
     return EM_OK;
 }
+
+int em_schedule_rebind(em_schedule *s, em_optim *opt) { return em_schedule_rebind_groups(s, opt, NULL); }
 
 double em_schedule_lr(const em_schedule *s, int g) { return s && g >= 0 && g < s->n_groups ? s->lr[g] : NAN; }
 

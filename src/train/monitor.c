@@ -151,10 +151,10 @@ void em_monitor_step(em_monitor *mon, int64_t step, int epoch, float loss)
         em_schedule_step(mon->schedule);
 }
 
-int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt)
+int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt, const int *from)
 {
     mon->opt = opt;
-    return mon->schedule ? em_schedule_rebind(mon->schedule, opt) : EM_OK;
+    return mon->schedule ? em_schedule_rebind_groups(mon->schedule, opt, from) : EM_OK;
 }
 
 void em_monitor_resume(em_monitor *mon, int64_t steps_done, int epochs_done)

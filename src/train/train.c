@@ -251,26 +251,42 @@ static int unfreeze(run *r, int epoch)
     int n = em_model_unfreeze(r->m, r->frozen_pattern);
     if (n < 0)
         return em_error_prefix("unfreezing before epoch %d: ", epoch);
-    /* The unfrozen tensors come first, then the run's own parameter groups. */
+    /* The unfrozen tensors come first (they take precedence over the run's own
+     * groups' patterns), then the run's own parameter groups. */
     int n_groups = r->o.n_param_groups + 1;
     em_param_group *groups = malloc((size_t)n_groups * sizeof *groups);
-    if (!groups)
+    /* The optimizer's group g + 1 continues the old one's group g, the unfrozen group
+     * (1) is new: the schedule keeps each group's base rate and current factor. */
+    int *from = malloc((size_t)(n_groups + 1) * sizeof *from);
+    if (!groups || !from) {
+        free(groups);
+        free(from);
         return em_error("unfreezing before epoch %d: out of memory", epoch);
+    }
     groups[0] = (em_param_group){.pattern = r->frozen_pattern, .set_lr = true, .lr = r->o.unfreeze_lr};
     for (int g = 1; g < n_groups; g++)
         groups[g] = r->o.param_groups[g - 1];
+    from[0] = 0;
+    from[1] = -1;
+    for (int g = 2; g <= n_groups; g++)
+        from[g] = g - 1;
     em_optim *opt = em_optim_new_grouped(r->m, r->o.optimizer, &r->o.optim, groups, n_groups);
     free(groups);
-    if (!opt)
+    if (!opt) {
+        free(from);
         return em_error_prefix("unfreezing before epoch %d: ", epoch);
+    }
     em_optim_copy_state(opt, r->opt);
     em_optim_free(r->opt);
     r->opt = opt;
-    if (em_monitor_set_optimizer(&r->mon, opt) != EM_OK)
+    int rc = em_monitor_set_optimizer(&r->mon, opt, from);
+    free(from);
+    if (rc != EM_OK)
         return em_error_prefix("unfreezing before epoch %d: ", epoch);
+    /* Their rate: the unfreezing rate, times the schedule's factor so far. */
     if (r->o.progress != EM_PROGRESS_QUIET)
         fprintf(r->o.log ? r->o.log : stderr, "epoch %d: %d frozen parameter tensors train from now on, lr %g\n",
-                epoch, n, (double)r->o.unfreeze_lr);
+                epoch, n, (double)em_optim_group_opts(opt, 1)->lr);
     return EM_OK;
 }
 

@@ -105,8 +105,10 @@ int em_monitor_start_custom(em_monitor *mon, em_model *m, em_optim *opt, const e
 void em_monitor_gradients(em_monitor *mon, const em_tensor *logits, const int32_t *labels, int64_t n);
 /* After the update: the step's record and row, a per-step schedule tick. */
 void em_monitor_step(em_monitor *mon, int64_t step, int epoch, float loss);
-/* The optimizer was rebuilt (unfreezing): clipping, norms and the schedule use it. */
-int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt);
+/* The optimizer was rebuilt (unfreezing): clipping, norms and the schedule use it, its
+ * group g continuing the old optimizer's group from[g] (-1: a new group; from NULL: the
+ * same index), as em_schedule_rebind_groups. */
+int em_monitor_set_optimizer(em_monitor *mon, em_optim *opt, const int *from);
 /* A resumed run: the schedule catches up with the ticks of the steps and epochs done
  * (a plateau schedule's counters are not in checkpoints and start afresh). */
 void em_monitor_resume(em_monitor *mon, int64_t steps_done, int epochs_done);
