@@ -102,10 +102,27 @@ float *gpt_pack(em_arena *arena, const em_tensor *w, bool transposed)
     return packed;
 }
 
+/* Weights (in·out) from which a few rows (generation: one token) share the product out
+ * by columns: the step then streams the weights from both cores' caches at once. */
+#define SHARED_COLUMNS_MIN_WEIGHTS (1 << 15)
+
 void gpt_rows_product(const float *x, int64_t rows, int64_t in, const float *packed, int64_t out, float *y)
 {
-    /* Row blocks of 16 per thread: any split gives each row the same arithmetic. */
+    /* Row blocks of 16 per thread, or panels of columns: any split gives each output
+     * element the same arithmetic (a row against one panel). */
     const int64_t blocks = (rows + 15) / 16;
+    if (rows < 16 && in * out >= SHARED_COLUMNS_MIN_WEIGHTS && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+        const int64_t panels = (out + EM_PANEL - 1) / EM_PANEL;
+#pragma omp parallel
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            const int64_t p0 = panels * t / nt, p1 = panels * (t + 1) / nt;
+            const int64_t c0 = p0 * EM_PANEL, c1 = p1 * EM_PANEL < out ? p1 * EM_PANEL : out;
+            if (c1 > c0)
+                em_panel_gemm(rows, c1 - c0, in, x, in, packed + p0 * in * EM_PANEL, y + c0, out);
+        }
+        return;
+    }
     if (rows * in * out < (1 << 20)) {
         em_panel_gemm(rows, out, in, x, in, packed, y, out);
         return;
