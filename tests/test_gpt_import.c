@@ -160,7 +160,7 @@ static void test_hugging_face_file(void)
         /* the whole message: the file once, the tensor, the file's shape and the model's */
         em_gpt_config read_as;
         CHECK(em_model_gpt_config(m, &read_as) == EM_OK);
-        char line[256], expected[1536];
+        char line[256] = "", expected[1536]; /* em_gpt_describe appends */
         em_gpt_describe(&read_as, line, sizeof line);
         snprintf(expected, sizeof expected,
                  "%s: tensor 'h.1.mlp.c_fc.weight' has shape [64, 16] in the file but [16, 64] in the model (%s)",
