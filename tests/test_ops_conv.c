@@ -320,6 +320,42 @@ static void check_inference(const char *what, ref_conv r, em_activation act, uin
     em_arena_destroy(arena);
 }
 
+/* More Winograd layers than the per-thread cache holds, run in turn twice: entries are
+ * evicted and refilled, and every output stays that of the recorded forward. */
+static void test_inference_cache_turnover(void)
+{
+    enum { LAYERS = 11 };
+    em_rng rng;
+    em_rng_seed(&rng, 41);
+    em_arena *arena = em_arena_create(0);
+    em_tensor *x = em_tensor_empty(arena, 4, (int64_t[]){1, 16, 8, 8});
+    em_tensor *w[LAYERS];
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] = em_rng_normal(&rng);
+    for (int l = 0; l < LAYERS; l++) {
+        w[l] = em_tensor_empty(arena, 4, (int64_t[]){16, 16, 3, 3});
+        for (int64_t i = 0; i < w[l]->numel; i++)
+            w[l]->data[i] = 0.2f * em_rng_normal(&rng);
+    }
+    for (int round = 0; round < 2; round++)
+        for (int l = 0; l < LAYERS; l++) {
+            w[l]->requires_grad = true;
+            em_tensor *want = em_conv2d(x, w[l], NULL, 1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE, 0.0f);
+            w[l]->requires_grad = false;
+            bool was = em_set_grad_enabled(false);
+            em_tensor *got = em_conv2d(x, w[l], NULL, 1, 1, 1, 1, 1, 1, 1, EM_ACT_NONE, 0.0f);
+            em_set_grad_enabled(was);
+            CHECK_MSG(want && got, "%s", ember_last_error());
+            if (want && got) {
+                char label[96];
+                snprintf(label, sizeof label, "cache turnover, round %d, layer %d", round, l);
+                test_tensor_close(label, got, want->data, 1e-4, 1e-4);
+            }
+            em_step_end();
+        }
+    em_arena_destroy(arena);
+}
+
 static void test_inference(void)
 {
     /* W5: W2's layers on one image. */
@@ -638,6 +674,7 @@ int main(void)
         test_first_layer();
         test_reference();
         test_inference();
+        test_inference_cache_turnover();
         test_conv_pool();
         test_gradients();
         if (test_failures != before)
