@@ -936,9 +936,8 @@ static int winograd_infer_by_channels(const conv_geom *g, const wino_plan *pp, c
  * to a buffer of the thread's own and is pooled from there, so that of the batch only
  * the pooled output is ever held (an evaluation pass at batch 500 on W2's second layer
  * would otherwise keep 25 MB of convolution output). */
-static int winograd_infer_pooled_images(const conv_geom *g, const float *x, const float *w, const float *bias,
-                                        em_activation act, float act_param, const conv_pool_epilogue *ep,
-                                        bool *done)
+int em_conv_winograd_infer_pooled(const conv_geom *g, const float *x, const float *w, const float *bias,
+                                  em_activation act, float act_param, const conv_pool_epilogue *ep, bool *done)
 {
     conv_geom one = *g;
     one.n = 1;
@@ -973,12 +972,6 @@ static int winograd_infer_pooled_images(const conv_geom *g, const float *x, cons
         }
     }
     return EM_OK;
-}
-
-int em_conv_winograd_infer_pooled(const conv_geom *g, const float *x, const float *w, const float *bias,
-                                  em_activation act, float act_param, const conv_pool_epilogue *ep, bool *done)
-{
-    return winograd_infer_pooled_images(g, x, w, bias, act, act_param, ep, done);
 }
 
 int em_conv_winograd_infer(const conv_geom *g, const float *x, const float *w, const float *bias,
