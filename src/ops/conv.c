@@ -48,13 +48,12 @@ static void valid_range(int64_t out_size, int64_t s, int64_t off, int64_t size, 
     *hi = b;
 }
 
-/* Rows [r0, r1) of col [cg·kh·kw, p] from cg input planes at x. Output rows of a small
- * plane are short (14 floats on W2's second layer), so the copies are inline loops
- * rather than library calls. */
-static void im2col_rows(const conv_geom *g, const float *x, float *col, int64_t r0, int64_t r1)
+/* col [cg·kh·kw, p] from cg input planes at x. Output rows of a small plane are short (14
+ * floats on W2's second layer), so the copies are inline loops rather than library calls. */
+static void im2col(const conv_geom *g, const float *x, float *col)
 {
     const int64_t plane = g->h * g->w, taps = g->kh * g->kw;
-    for (int64_t r = r0; r < r1; r++) {
+    for (int64_t r = 0; r < g->k; r++) {
         const int64_t c = r / taps, i = r % taps / g->kw, j = r % g->kw;
         float *row = col + r * g->p;
         int64_t xoff = j * g->dw - g->pw, yoff = i * g->dh - g->ph;
@@ -82,9 +81,6 @@ static void im2col_rows(const conv_geom *g, const float *x, float *col, int64_t 
         }
     }
 }
-
-/* col [cg·kh·kw, p] from cg input planes at x. */
-static void im2col(const conv_geom *g, const float *x, float *col) { im2col_rows(g, x, col, 0, g->k); }
 
 /* dx (cg planes) += the column matrix folded back: the transpose of im2col. */
 static void col2im(const conv_geom *g, const float *col, float *dx)
