@@ -11,11 +11,14 @@
  * So the cache is cleared and the latest tokens are fed again as one prompt (a
  * "re-prefill"); keeping half the context, that costs context/2 positions once per
  * context/2 new tokens, about one extra position per token. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ember/error.h"
 #include "nn/gpt_internal.h"
+#include "ops/decode_rows.h"
+#include "ops/panel_gemm.h"
 
 struct em_gpt_decoder {
     em_model *model;
@@ -98,14 +101,104 @@ void em_gpt_decoder_set_keep(em_gpt_decoder *d, int64_t keep)
     d->keep = keep < 1 ? 1 : keep > context ? context : keep;
 }
 
+/* ---- one token on all threads ------------------------------------------------------
+ * One row gives the products nothing to split by rows, and a parallel region per product
+ * costs as much as the half of it that a second thread would take. So a single token
+ * runs in one region: the threads take a share of the heads (their q, k, v columns and
+ * their attention) and a share of every other product's output columns, and meet at a
+ * barrier wherever the next stage reads the whole row. Each thread computes the
+ * LayerNorms itself, so that only the products' outputs cross between cores. Every
+ * element is computed by the same kernel as in the one-thread path (a row against a
+ * panel of 16 columns, the same LayerNorm, attention and GELU code), so the logits are
+ * unchanged bit for bit. */
+
+/* Whether the shapes split evenly: heads over threads, and each thread's columns in
+ * whole panels. */
+static bool token_splits(const em_gpt_config *c, int64_t hidden, int nt)
+{
+    const int64_t hd = c->heads ? c->width / c->heads : 0;
+    return nt > 1 && c->heads % nt == 0 && hd % EM_PANEL == 0 && c->width % (EM_PANEL * nt) == 0 &&
+           hidden % (EM_PANEL * nt) == 0 && em_panel_gemm_enabled();
+}
+
+/* c [n] (+)= a [k] · the columns [col, col + n) of a panel-packed [k, out] matrix. */
+static void columns_product(const float *a, int64_t k, const float *packed, int64_t col, int64_t n, float *c)
+{
+    em_panel_gemm(1, n, k, a, k, packed + col / EM_PANEL * k * EM_PANEL, c, n);
+}
+
+/* The new residual row of one token (x holds its embedding; on return, the last block's
+ * output), through every block on every thread. */
+static int token_blocks(em_gpt_decoder *d, float *x, int nt)
+{
+    const gpt_layer *g = d->g;
+    const em_gpt_config *c = &g->cfg;
+    const int64_t C = c->width, F = g->blocks[0].fc_w->shape[1], hd = C / c->heads;
+    const int64_t tile = em_kv_cache_tile_floats(d->caches[0]);
+    /* shared: the new residual, q | k | v, attention outputs, the MLP's hidden row;
+     * per thread: its LayerNorm output and probability tile */
+    float *xn = em_arena_alloc(em_step_arena(), (size_t)(C + 3 * C + C + F) * sizeof(float));
+    float *own = em_arena_alloc(em_step_arena(), (size_t)nt * (size_t)(C + tile) * sizeof(float));
+    if (!xn || !own)
+        return EM_ERR;
+    float *qkv = xn + C, *att = qkv + 3 * C, *hidden = att + C;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        const int h0 = (int)(c->heads * t / nt), h1 = (int)(c->heads * (t + 1) / nt);
+        const int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt, f0 = F * t / nt, f1 = F * (t + 1) / nt;
+        float *a = own + (size_t)t * (size_t)(C + tile), *p = a + C;
+        for (int64_t l = 0; l < c->layers; l++) {
+            const gpt_block *b = &g->blocks[l];
+            const gpt_block_packed *pk = &d->packed[l];
+            em_layer_norm_row(x, a, C, GPT_LN_EPS, b->ln_1_w->data, b->ln_1_b->data);
+            for (int part = 0; part < 3; part++) { /* q, k and v of this thread's heads */
+                const int64_t col = part * C + h0 * hd, n = (h1 - h0) * hd;
+                memcpy(qkv + col, b->attn_b->data + col, (size_t)n * sizeof(float));
+                columns_product(a, C, pk->attn, col, n, qkv + col);
+            }
+            em_kv_cache_step_heads(d->caches[l], qkv, h0, h1, att, p);
+#pragma omp barrier
+            for (int64_t j = c0; j < c1; j++)
+                xn[j] = x[j] + b->attn_proj_b->data[j];
+            columns_product(att, C, pk->attn_proj, c0, c1 - c0, xn + c0);
+#pragma omp barrier
+            em_layer_norm_row(xn, a, C, GPT_LN_EPS, b->ln_2_w->data, b->ln_2_b->data);
+            memcpy(hidden + f0, b->fc_b->data + f0, (size_t)(f1 - f0) * sizeof(float));
+            columns_product(a, C, pk->fc, f0, f1 - f0, hidden + f0);
+            em_activation_forward(EM_ACT_GELU_TANH, 0.0f, hidden + f0, hidden + f0, f1 - f0);
+#pragma omp barrier
+            for (int64_t j = c0; j < c1; j++)
+                x[j] = xn[j] + b->mlp_proj_b->data[j];
+            columns_product(hidden, F, pk->mlp_proj, c0, c1 - c0, x + c0);
+#pragma omp barrier
+        }
+    }
+    for (int64_t l = 0; l < c->layers; l++)
+        em_kv_cache_advance(d->caches[l], 1);
+    return EM_OK;
+}
+
 /* The forward of n new tokens through the caches; the logits of the last or of all. */
 static int run(em_gpt_decoder *d, const int32_t *ids, int64_t n, float *logits, bool all_positions)
 {
     const gpt_layer *g = d->g;
     const em_gpt_config *c = &g->cfg;
     em_tensor *h = gpt_embed(g, ids, 1, n, d->length);
-    for (int64_t i = 0; i < c->layers && h; i++)
-        h = gpt_block_forward(&g->blocks[i], h, 1, n, (int)c->heads, 0.0f, NULL, d->caches[i], &d->packed[i]);
+    const int nt = omp_get_max_threads();
+    if (h && n == 1 && c->layers > 0 && !omp_in_parallel() && token_splits(c, g->blocks[0].fc_w->shape[1], nt)) {
+        h = em_contiguous(h);
+        em_tensor *x = h ? em_tensor_empty(NULL, 2, h->shape) : NULL; /* written in place, not h's storage */
+        if (!x)
+            return EM_ERR;
+        memcpy(x->data, h->data, (size_t)x->numel * sizeof(float));
+        if (token_blocks(d, x->data, nt) != EM_OK)
+            return EM_ERR;
+        h = x;
+    } else {
+        for (int64_t i = 0; i < c->layers && h; i++)
+            h = gpt_block_forward(&g->blocks[i], h, 1, n, (int)c->heads, 0.0f, NULL, d->caches[i], &d->packed[i]);
+    }
     if (h && !all_positions && n > 1)
         h = em_slice(h, 0, n - 1, n, 1);
     em_tensor *out = h ? gpt_logits(g, h, d->packed_head) : NULL;

@@ -11,6 +11,7 @@
 #include "ember/error.h"
 #include "ember/transformer_ops.h"
 #include "ops/attention_kernel.h"
+#include "ops/decode_rows.h"
 
 struct em_kv_cache {
     int64_t max_len, ld, channels, hd;
@@ -189,3 +190,22 @@ em_tensor *em_kv_cache_step_qkv(em_kv_cache *cache, em_tensor *qkv)
     attend_rows(cache, r.data, r.stride, r.rows, y->data, p);
     return y;
 }
+
+int64_t em_kv_cache_tile_floats(const em_kv_cache *c) { return EM_ATTENTION_TILE * c->ld; }
+
+void em_kv_cache_step_heads(em_kv_cache *c, const float *qkv, int h0, int h1, float *y, float *p)
+{
+    const int64_t pos = c->length, C = c->channels;
+    const float scale = 1.0f / sqrtf((float)c->hd);
+    for (int64_t ch = h0 * c->hd; ch < h1 * c->hd; ch++) {
+        c->keys_t[ch * c->ld + pos] = qkv[C + ch];
+        c->values[pos * C + ch] = qkv[2 * C + ch];
+    }
+    for (int h = h0; h < h1; h++) {
+        const int64_t off = h * c->hd;
+        em_attention_rows_forward(qkv + off, 3 * C, pos, 1, c->keys_t + off * c->ld, c->ld, c->values + off, C,
+                                  y + off, C, p, c->ld, true, c->hd, scale);
+    }
+}
+
+void em_kv_cache_advance(em_kv_cache *c, int64_t rows) { c->length += rows; }

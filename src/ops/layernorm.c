@@ -14,6 +14,7 @@
 
 #include "ember/error.h"
 #include "ember/transformer_ops.h"
+#include "ops/decode_rows.h"
 
 #define PARALLEL_MIN_ELEMENTS 32768
 /* Independent partial sums: strict ISO semantics would keep one accumulator scalar. */
@@ -178,6 +179,12 @@ static void normalize_row(const float *xr, float *yr, int64_t dim, float eps, co
     else
         for (int64_t j = 0; j < dim; j++)
             yr[j] = (xr[j] - m) * s;
+}
+
+void em_layer_norm_row(const float *x, float *y, int64_t dim, float eps, const float *w, const float *b)
+{
+    float mean, rstd;
+    normalize_row(x, y, dim, eps, w, b, &mean, &rstd);
 }
 
 em_tensor *em_layer_norm(em_tensor *x, em_tensor *weight, em_tensor *bias, float eps)
