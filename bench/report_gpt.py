@@ -19,13 +19,17 @@ def render_w4(rec, header):
             "last training loss |", "|---|---|---|---|---|---|"]
     if e:
         runs = ", ".join(f"{v:.0f}" for v in e.get("all_train_tokens_per_second", [e["train_tokens_per_second"]]))
-        out.append(f"| ember | {e['threads']} threads, defaults; key/value cache | "
+        gen_threads = f" (generation on {e['gen_threads']} thread{'s' if e['gen_threads'] != 1 else ''})" \
+            if "gen_threads" in e else ""
+        out.append(f"| ember | {e['threads']} threads, defaults; key/value cache{gen_threads} | "
                    f"**{e['train_tokens_per_second']:.0f}** | {runs} | **{e['gen_tokens_per_second']:.0f}**, "
                    f"{e['gen_median_tokens_per_second']:.0f} | {e['last_loss']:.4f} |")
     passive = rec.get("ember_passive")
     if passive:
         runs = ", ".join(f"{v:.0f}" for v in passive.get("all_train_tokens_per_second", []))
-        out.append(f"| ember | {passive['threads']} threads, OMP_WAIT_POLICY=PASSIVE | "
+        gen_threads = f" (generation on {passive['gen_threads']} thread{'s' if passive['gen_threads'] != 1 else ''})" \
+            if "gen_threads" in passive else ""
+        out.append(f"| ember | {passive['threads']} threads, OMP_WAIT_POLICY=PASSIVE{gen_threads} | "
                    f"{passive['train_tokens_per_second']:.0f} | {runs} | {passive['gen_tokens_per_second']:.0f}, "
                    f"{passive['gen_median_tokens_per_second']:.0f} | {passive['last_loss']:.4f} |")
         # compared at its faster policy, as PyTorch is at its fastest set-up
