@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ember/error.h"
+#include "ember/runtime.h"
 #include "nn/gpt_internal.h"
 #include "ops/panel_gemm.h"
 
@@ -111,7 +112,8 @@ void gpt_rows_product(const float *x, int64_t rows, int64_t in, const float *pac
     /* Row blocks of 16 per thread, or panels of columns: any split gives each output
      * element the same arithmetic (a row against one panel). */
     const int64_t blocks = (rows + 15) / 16;
-    if (rows < 16 && in * out >= SHARED_COLUMNS_MIN_WEIGHTS && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    if (rows < 16 && in * out >= SHARED_COLUMNS_MIN_WEIGHTS && omp_get_max_threads() > 1 && !omp_in_parallel() &&
+        em_threads_spin()) {
         const int64_t panels = (out + EM_PANEL - 1) / EM_PANEL;
 #pragma omp parallel
         {

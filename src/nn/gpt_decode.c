@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ember/error.h"
+#include "ember/runtime.h"
 #include "nn/gpt_internal.h"
 #include "ops/decode_rows.h"
 #include "ops/panel_gemm.h"
@@ -112,13 +113,14 @@ void em_gpt_decoder_set_keep(em_gpt_decoder *d, int64_t keep)
  * panel of 16 columns, the same LayerNorm, attention and GELU code), so the logits are
  * unchanged bit for bit. */
 
-/* Whether the shapes split evenly: heads over threads, and each thread's columns in
- * whole panels. */
+/* Whether the token is shared: spinning workers (sleeping ones make each barrier a
+ * wake-up: ten times slower than one thread), and shapes that split evenly (heads over
+ * threads, each thread's columns in whole panels). */
 static bool token_splits(const em_gpt_config *c, int64_t hidden, int nt)
 {
     const int64_t hd = c->heads ? c->width / c->heads : 0;
     return nt > 1 && c->heads % nt == 0 && hd % EM_PANEL == 0 && c->width % (EM_PANEL * nt) == 0 &&
-           hidden % (EM_PANEL * nt) == 0 && em_panel_gemm_enabled();
+           hidden % (EM_PANEL * nt) == 0 && em_panel_gemm_enabled() && em_threads_spin();
 }
 
 /* c [n] (+)= a [k] · the columns [col, col + n) of a panel-packed [k, out] matrix. */

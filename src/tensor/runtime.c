@@ -1,6 +1,8 @@
 #include "ember/runtime.h"
 
 #include <omp.h>
+#include <stdlib.h>
+#include <strings.h>
 #include <time.h>
 
 /* OpenBLAS's own setter: with its OpenMP build it sizes the same pool, but it keeps a
@@ -27,6 +29,12 @@ void em_set_num_threads(int n)
 }
 
 int em_num_threads(void) { return omp_get_max_threads(); }
+
+bool em_threads_spin(void)
+{
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    return !(policy && strcasecmp(policy, "passive") == 0);
+}
 
 const char *em_version(void) { return "0.1.0"; }
 
