@@ -79,6 +79,10 @@ int em_activation_parse(const char *name, em_activation *act);
 void em_activation_forward(em_activation act, float param, const float *x, float *y, int64_t n);
 void em_activation_backward(em_activation act, float param, const float *x, const float *y,
                             const float *dy, float *dx, int64_t n);
+/* The same gradient written rather than added: dx = dy * act'(x) (dx's contents unread,
+ * so it needs no clearing first). */
+void em_activation_gradient(em_activation act, float param, const float *x, const float *y,
+                            const float *dy, float *dx, int64_t n);
 
 em_tensor *em_softmax(em_tensor *a, int dim);
 em_tensor *em_log_softmax(em_tensor *a, int dim);

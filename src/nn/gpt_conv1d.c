@@ -57,10 +57,10 @@ static void conv1d_backward(em_node *node)
     }
     if (s->act != EM_ACT_NONE) {
         /* the gradient at the GEMM's output: dY · act'(pre) */
-        float *ga = em_arena_calloc(em_step_arena(), (size_t)(rows * out), sizeof(float));
+        float *ga = em_arena_alloc(em_step_arena(), (size_t)(rows * out) * sizeof(float));
         if (!ga)
             return;
-        em_activation_backward(s->act, 0.0f, s->pre, y->data, y->grad, ga, rows * out);
+        em_activation_gradient(s->act, 0.0f, s->pre, y->data, y->grad, ga, rows * out);
         g = ga;
     }
     if (b && b->requires_grad) {

@@ -305,8 +305,7 @@ const float *em_conv_activation_grad(em_activation act, float param, const float
                 dz[i] = y[i] > 0.0f ? dy[i] : param * dy[i];
             return dz;
         }
-        memset(dz, 0, (size_t)n * sizeof(float));
-        em_activation_backward(act, param, pre, y, dy, dz, n);
+        em_activation_gradient(act, param, pre, y, dy, dz, n);
         return dz;
     }
 }

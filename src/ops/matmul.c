@@ -330,10 +330,8 @@ static void output_grad(em_activation act, float param, const float *pre, const 
 {
     bool from_output = pre == NULL;
     if (!from_output) {
-        /* GELU and SiLU: the shared helper (threaded itself) accumulates, so start
-         * from zero. */
-        memset(g, 0, (size_t)(rows * cols) * sizeof(float));
-        em_activation_backward(act, param, pre, y, dy, g, rows * cols);
+        /* GELU and SiLU: the shared helper (threaded itself) */
+        em_activation_gradient(act, param, pre, y, dy, g, rows * cols);
         if (!colsum)
             return;
     }

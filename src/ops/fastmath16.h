@@ -1,0 +1,47 @@
+/* Internal: the sigmoid of fastmath.h on 16 lanes (em_vf16), for the activations whose
+ * scalar loops gcc does not vectorise well (the scalar exp keeps subnormal results exact,
+ * which costs a second power of two and a handful of selects per element).
+ *
+ * exp is only needed at -|x| here, so no overflow handling: below EXP16_FLUSH (where
+ * exp is about 1.2e-38, the edge of the normal range) the result is flushed to zero, the
+ * one departure from em_fast_sigmoidf (which goes on into subnormals). Above it the
+ * arithmetic is em_exp_parts's: the same reduction and degree-7 polynomial. */
+#ifndef EMBER_FASTMATH16_H
+#define EMBER_FASTMATH16_H
+
+#include "ops/fastmath.h"
+#include "ops/vec16.h"
+
+#define EXP16_FLUSH -87.0f
+
+/* exp(x) for x <= 0 (NaN lanes stay NaN); 0 below EXP16_FLUSH. */
+static inline em_vf16 em_exp_nonpositive16(em_vf16 x)
+{
+    const em_vi16 flushed = x < EXP16_FLUSH;
+    x = em_select16(flushed, em_splat16(EXP16_FLUSH), x);
+    const em_vf16 k = x * EM_LOG2E + EM_ROUND_MAGIC;
+    const em_vf16 n = k - EM_ROUND_MAGIC;
+    const em_vi16 ni = (em_vi16)k - (em_vi16)em_splat16(EM_ROUND_MAGIC);
+    const em_vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
+    em_vf16 p = em_splat16(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const em_vf16 scale = (em_vf16)((ni + 127) << 23);
+    return em_select16(flushed, em_splat16(0.0f), p * scale);
+}
+
+/* 1/(1 + exp(-x)) from exp(-|x|), as em_fast_sigmoidf. */
+static inline em_vf16 em_sigmoid16(em_vf16 x)
+{
+    const em_vi16 abs_mask = (em_vi16)em_splat16(0.0f) | 0x7fffffff;
+    const em_vf16 e = em_exp_nonpositive16(-(em_vf16)((em_vi16)x & abs_mask));
+    const em_vf16 s = 1.0f / (1.0f + e);
+    return em_select16(x >= 0.0f, s, e * s);
+}
+
+#endif
