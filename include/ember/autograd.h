@@ -24,6 +24,11 @@ struct em_node {
     void *saved;         /* op-specific context, allocated in the step arena */
     float f[4];          /* small scalar parameters of the op */
     int64_t i[2 * EM_MAX_DIMS];
+    /* Set by ops whose backward obtains its inputs' gradient buffers itself, through
+     * em_grad_for_write or em_grad_adopt: the tape then does not give those inputs a
+     * zeroed buffer first, and a backward that writes the whole gradient skips the
+     * clearing and the read of zeros (see the contract below). */
+    bool takes_input_grads;
 };
 
 /* The arena of the current step on this thread (created on first use). */
@@ -45,7 +50,10 @@ em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *i
                    em_backward_fn backward);
 /* Contract of a backward function: it runs with gradients off, node->out->grad holds
  * d(root)/d(out) (dense), and every input with requires_grad already has a zeroed or
- * partly accumulated .grad (dense) into which it must ADD its contribution. */
+ * partly accumulated .grad (dense) into which it must ADD its contribution. With
+ * takes_input_grads set, an input may instead have no .grad yet: the backward calls
+ * em_grad_for_write (and when *fresh is set, writes every element rather than adding)
+ * or em_grad_adopt. */
 
 /* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backward,
  * accumulating into .grad of every tensor that requires one. */
@@ -55,6 +63,15 @@ int em_backward_with(em_tensor *root, const float *grad_out);
 
 /* Gradient buffer of t for accumulation, zero-filled on first use. */
 float *em_grad_buffer(em_tensor *t);
+/* Gradient buffer of t for a backward with takes_input_grads: the existing one
+ * (*fresh = false: add to it), or a new uninitialised one (*fresh = true: the caller
+ * must write all t->numel elements). NULL when out of memory. */
+float *em_grad_for_write(em_tensor *t, bool *fresh);
+/* Makes buffer (numel floats in the step arena, whose owner's backward has run) t's
+ * gradient when t has none yet and is not a parameter; false otherwise (then add to
+ * em_grad_buffer(t) as usual). Saves the copy of a gradient that passes through unchanged
+ * (reshape, a residual connection). */
+bool em_grad_adopt(em_tensor *t, float *buffer);
 /* Sets a parameter's gradient to zero. */
 void em_zero_grad(em_tensor *t);
 

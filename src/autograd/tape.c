@@ -124,21 +124,42 @@ em_node *em_record(const char *op, em_tensor *out, int n_in, em_tensor *const *i
     return &e->node;
 }
 
-float *em_grad_buffer(em_tensor *t)
+/* Gives t (which has no gradient) the step-arena buffer `buffer`, or a new one (zeroed
+ * or not) when buffer is NULL; forgotten at the end of the step. */
+static float *attach_step_grad(em_tensor *t, float *buffer, bool zeroed)
 {
-    if (t->grad)
-        return t->grad;
     em_arena *arena = em_step_arena();
     step_grad *link = arena ? em_arena_alloc(arena, sizeof *link) : NULL;
     if (!link)
         return NULL;
-    t->grad = em_arena_calloc(arena, (size_t)t->numel, sizeof(float));
-    if (t->grad) {
+    if (!buffer)
+        buffer = zeroed ? em_arena_calloc(arena, (size_t)t->numel, sizeof(float))
+                        : em_arena_alloc(arena, (size_t)t->numel * sizeof(float));
+    if (buffer) {
+        t->grad = buffer;
         link->tensor = t;
         link->next = tape.step_grads;
         tape.step_grads = link;
     }
-    return t->grad;
+    return buffer;
+}
+
+float *em_grad_buffer(em_tensor *t)
+{
+    return t->grad ? t->grad : attach_step_grad(t, NULL, true);
+}
+
+float *em_grad_for_write(em_tensor *t, bool *fresh)
+{
+    *fresh = t->grad == NULL;
+    return t->grad ? t->grad : attach_step_grad(t, NULL, false);
+}
+
+bool em_grad_adopt(em_tensor *t, float *buffer)
+{
+    if (t->grad || t->is_param || !buffer)
+        return false;
+    return attach_step_grad(t, buffer, false) != NULL;
 }
 
 void em_zero_grad(em_tensor *t)
@@ -176,12 +197,18 @@ int em_backward_with(em_tensor *root, const float *grad_out)
         em_node *n = &e->node;
         if (!n->out->grad || !n->backward)
             continue;
-        for (int i = 0; i < n->n_in; i++)
+        for (int i = 0; i < n->n_in && !n->takes_input_grads; i++)
             if (n->in[i] && n->in[i]->requires_grad && !em_grad_buffer(n->in[i])) {
                 em_set_grad_enabled(previous);
                 return em_error_prefix("backward of %s: ", n->op);
             }
         n->backward(n);
+        for (int i = 0; i < n->n_in && n->takes_input_grads; i++)
+            if (n->in[i] && n->in[i]->requires_grad && !n->in[i]->grad) {
+                em_set_grad_enabled(previous);
+                return em_error("backward of %s: out of memory for the gradient of input %d %s", n->op, i,
+                                em_shape_str(n->in[i]));
+            }
         if (em_anomaly_enabled() && em_anomaly_check_backward(n) != EM_OK) {
             em_set_grad_enabled(previous);
             return EM_ERR;

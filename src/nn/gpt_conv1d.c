@@ -47,9 +47,13 @@ static void conv1d_backward(em_node *node)
     const conv1d_saved *s = node->saved;
     em_tensor *x = node->in[0], *w = node->in[1], *b = node->in[2], *res = node->in[3], *y = node->out;
     const int64_t rows = s->rows, in = s->in, out = s->out;
-    const float *g = y->grad;
-    if (res && res->requires_grad) {
-        float *dr = res->grad;
+    float *g = y->grad;
+    /* The residual's gradient is the output's: it takes the buffer itself when it has none
+     * yet, unless it is x too (whose gradient the product below adds, reading g). */
+    if (res && res->requires_grad && (res == x || !em_grad_adopt(res, g))) {
+        float *dr = em_grad_buffer(res);
+        if (!dr)
+            return;
 #pragma omp parallel for schedule(static) if (rows * out >= PARALLEL_MIN_ELEMENTS)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < out; j++)
@@ -64,7 +68,9 @@ static void conv1d_backward(em_node *node)
         g = ga;
     }
     if (b && b->requires_grad) {
-        float *db = b->grad;
+        float *db = em_grad_buffer(b);
+        if (!db)
+            return;
 #pragma omp parallel if (rows * out >= PARALLEL_MIN_ELEMENTS)
         {
             int64_t c0, c1;
@@ -74,12 +80,21 @@ static void conv1d_backward(em_node *node)
                     db[j] += g[r * out + j];
         }
     }
-    if (w->requires_grad) /* dW [in, out] += xᵀ g */
+    if (w->requires_grad) { /* dW [in, out] += xᵀ g */
+        float *dw = em_grad_buffer(w);
+        if (!dw)
+            return;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)in, (int)out, (int)rows, 1.0f, x->data, (int)in, g,
-                    (int)out, 1.0f, w->grad, (int)out);
-    if (x->requires_grad) /* dX [rows, in] += g Wᵀ */
+                    (int)out, 1.0f, dw, (int)out);
+    }
+    if (x->requires_grad) { /* dX [rows, in] (+)= g Wᵀ */
+        bool fresh;
+        float *dx = em_grad_for_write(x, &fresh);
+        if (!dx)
+            return;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)in, (int)out, 1.0f, g, (int)out, w->data,
-                    (int)out, 1.0f, x->grad, (int)in);
+                    (int)out, fresh ? 0.0f : 1.0f, dx, (int)in);
+    }
 }
 
 /* A row of the output before the product: residual + bias, either, or neither. */
@@ -198,6 +213,7 @@ em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation
             return NULL;
         *s = (conv1d_saved){rows, in, out, act, act != EM_ACT_NONE ? pre : NULL};
         node->saved = s;
+        node->takes_input_grads = true;
     }
     return y;
 }

@@ -99,7 +99,12 @@ static void layer_norm_backward(em_node *node)
 
     /* Per-thread partial dw and db, [thread][2·dim], zeroed: a thread that gets no rows
      * adds zeros, so the sum needs no count of the threads that ran. */
-    float *partial = NULL;
+    float *partial = NULL, *dx = NULL;
+    bool fresh = false;
+    if (need_x && !(dx = em_grad_for_write(x, &fresh)))
+        return;
+    if ((need_w && !em_grad_buffer(w)) || (need_b && !em_grad_buffer(b)))
+        return;
     if (need_w || need_b) {
         partial = em_arena_calloc(em_step_arena(), (size_t)max_threads * 2 * (size_t)dim,
                                   sizeof(float));
@@ -126,7 +131,9 @@ static void layer_norm_backward(em_node *node)
             float sum_g, sum_g_xhat;
             row_grad_sums(xr, dr, wd, dim, mean, rstd, &sum_g, &sum_g_xhat);
             const float mean_g = sum_g / (float)dim, mean_g_xhat = sum_g_xhat / (float)dim;
-            float *gx = x->grad + r * dim;
+            float *gx = dx + r * dim;
+            if (fresh)
+                memset(gx, 0, (size_t)dim * sizeof(float)); /* one row, in cache */
             if (wd)
                 for (int64_t j = 0; j < dim; j++) {
                     float xhat = (xr[j] - mean) * rstd;
@@ -237,6 +244,7 @@ em_tensor *em_layer_norm(em_tensor *x, em_tensor *weight, em_tensor *bias, float
         sv->dim = dim;
         sv->mean = mean;
         sv->rstd = rstd;
+        node->takes_input_grads = true;
         node->saved = sv;
     }
     return out;

@@ -98,7 +98,10 @@ typedef struct ce_saved {
 static void ce_backward(em_node *node)
 {
     const ce_saved *s = node->saved;
-    float *dx = node->in[0]->grad;
+    bool fresh;
+    float *dx = em_grad_for_write(node->in[0], &fresh);
+    if (!dx)
+        return;
     float k = node->out->grad[0] / (float)s->rows;
     float off = s->smoothing / (float)s->classes;
     float on = 1.0f - s->smoothing;
@@ -108,8 +111,12 @@ static void ce_backward(em_node *node)
         const float *x = s->x + r * C;
         float *d = dx + r * C;
         float m = s->row_max[r], ls = s->row_log_sum[r];
-        for (int64_t j = 0; j < C; j++)
-            d[j] += k * (em_fast_expf((x[j] - m) - ls) - off);
+        if (fresh)
+            for (int64_t j = 0; j < C; j++)
+                d[j] = k * (em_fast_expf((x[j] - m) - ls) - off);
+        else
+            for (int64_t j = 0; j < C; j++)
+                d[j] += k * (em_fast_expf((x[j] - m) - ls) - off);
         d[s->labels[r]] -= k * on;
     }
 }
@@ -181,6 +188,7 @@ em_tensor *em_cross_entropy(em_tensor *logits, const int32_t *labels, float labe
         memcpy(kept, labels, (size_t)N * sizeof(int32_t));
         *s = (ce_saved){x, kept, row_max, row_log_sum, N, C, label_smoothing};
         node->saved = s;
+        node->takes_input_grads = true;
     }
     return out;
 }

@@ -27,12 +27,27 @@ static em_tensor *view_header(const em_tensor *base, int ndim, const int64_t *sh
 }
 
 /* Same elements in the same row-major order: gradients add one to one. */
+/* The gradient passes through unchanged: the input takes the output's buffer when it has
+ * none of its own yet. */
 static void same_order_backward(em_node *n)
 {
-    float *dst = n->in[0]->grad;
-    const float *g = n->out->grad;
+    em_tensor *in = n->in[0];
+    float *g = n->out->grad;
+    if (em_grad_adopt(in, g))
+        return;
+    float *dst = em_grad_buffer(in);
+    if (!dst)
+        return;
     for (int64_t i = 0; i < n->out->numel; i++)
         dst[i] += g[i];
+}
+
+/* The node of a view or copy whose gradient is the output's, element for element. */
+static void record_same_order(const char *op, em_tensor *out, em_tensor *in)
+{
+    em_node *node = em_record(op, out, 1, &in, same_order_backward);
+    if (node)
+        node->takes_input_grads = true;
 }
 
 em_tensor *em_contiguous(em_tensor *t)
@@ -42,7 +57,7 @@ em_tensor *em_contiguous(em_tensor *t)
     if (em_is_contiguous(t))
         return t;
     em_tensor *out = em_tensor_clone(NULL, t);
-    em_record("contiguous", out, 1, &t, same_order_backward);
+    record_same_order("contiguous", out, t);
     return out;
 }
 
@@ -86,7 +101,7 @@ em_tensor *em_reshape(em_tensor *t, int ndim, const int64_t *shape_in)
     int64_t stride[EM_MAX_DIMS];
     em_dense_strides(ndim, shape, stride);
     em_tensor *out = view_header(src, ndim, shape, stride, src->data);
-    em_record("reshape", out, 1, &src, same_order_backward);
+    record_same_order("reshape", out, src);
     return out;
 }
 
