@@ -24,7 +24,7 @@
 #endif
 
 #include "ops/attention_kernel.h"
-#include "ops/fastmath.h"
+#include "ops/fastmath16.h"
 #include "ops/vec16.h"
 
 #define ROWS EM_ATTENTION_TILE
@@ -228,32 +228,6 @@ static inline float hsum16(em_vf16 v)
 }
 #endif
 
-/* e^x for the x <= 0 of a softmax (x minus the row's maximum): em_fast_expf's reduction
- * and polynomial without its overflow and subnormal cases, which cannot occur or do not
- * matter here (below e^-87, near the smallest normal float, the result is 0; -inf gives
- * 0, NaN stays NaN). Same accuracy, about half the instructions. */
-static inline em_vf16 exp_nonpositive16(em_vf16 x)
-{
-    const em_vi16 tiny = x < -87.0f;
-    x = em_select16(tiny, em_splat16(-87.0f), x);
-    const em_vf16 k = x * EM_LOG2E + EM_ROUND_MAGIC;
-    const em_vf16 n = k - EM_ROUND_MAGIC;
-    em_f32_bits magic;
-    magic.f = EM_ROUND_MAGIC;
-    const em_vi16 ni = (em_vi16)k - (int32_t)magic.u;
-    const em_vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
-    em_vf16 q = em_splat16(1.0f / 5040.0f);
-    q = q * r + 1.0f / 720.0f;
-    q = q * r + 1.0f / 120.0f;
-    q = q * r + 1.0f / 24.0f;
-    q = q * r + 1.0f / 6.0f;
-    q = q * r + 0.5f;
-    q = q * r + 1.0f;
-    q = q * r + 1.0f;
-    const em_vf16 e = q * (em_vf16)((ni + 127) << 23);
-    return em_select16(tiny, em_splat16(0.0f), e);
-}
-
 /* x with the lanes from `valid` on (0 < valid <= 16) replaced by `fill`. In registers:
  * scalar stores followed by a vector load of the same bytes would stall the load. */
 static inline em_vf16 keep_lanes(em_vf16 x, int64_t valid, float fill)
@@ -284,12 +258,12 @@ static void softmax_tile(float *p, int64_t ldp, int nr, int64_t i0, int64_t n_ro
         const int64_t n_valid = i0 + r + 1, last = round_up_vec(n_valid) - VEC;
         em_vf16 sv = {0};
         for (int64_t j = 0; j < last; j += VEC) {
-            const em_vf16 e = exp_nonpositive16(em_load16(pr + j) - m[r]);
+            const em_vf16 e = em_exp_nonpositive16(em_load16(pr + j) - m[r]);
             em_store16(pr + j, e);
             sv += e;
         }
         const em_vf16 tail = keep_lanes(em_load16(pr + last), n_valid - last, -INFINITY);
-        const em_vf16 e = exp_nonpositive16(tail - m[r]);
+        const em_vf16 e = em_exp_nonpositive16(tail - m[r]);
         em_store16(pr + last, e);
         sv += e;
         inv[r] = 1.0f / hsum16(sv);

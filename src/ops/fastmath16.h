@@ -1,11 +1,13 @@
-/* Internal: the sigmoid of fastmath.h on 16 lanes (em_vf16), for the activations whose
- * scalar loops gcc does not vectorise well (the scalar exp keeps subnormal results exact,
- * which costs a second power of two and a handful of selects per element).
+/* Internal: exp of non-positive arguments and the sigmoid of fastmath.h on 16 lanes
+ * (em_vf16), for softmax and the activations whose scalar loops gcc does not vectorise
+ * well (the scalar exp keeps subnormal results exact, which costs a second power of two
+ * and a handful of selects per element).
  *
- * exp is only needed at -|x| here, so no overflow handling: below EXP16_FLUSH (where
- * exp is about 1.2e-38, the edge of the normal range) the result is flushed to zero, the
- * one departure from em_fast_sigmoidf (which goes on into subnormals). Above it the
- * arithmetic is em_exp_parts's: the same reduction and degree-7 polynomial. */
+ * At x <= 0 there is no overflow to handle: below EXP16_FLUSH (where exp is about
+ * 1.2e-38, the edge of the normal range) the result is flushed to zero, the one departure
+ * from em_fast_expf (which goes on into subnormals); -inf gives 0, NaN stays NaN. Above it
+ * the arithmetic is em_exp_parts's: the same reduction and degree-7 polynomial, in about
+ * half the instructions. */
 #ifndef EMBER_FASTMATH16_H
 #define EMBER_FASTMATH16_H
 
