@@ -92,7 +92,8 @@ static float *grad_at(const attn_operand *o, int64_t b, int64_t h, int64_t hd)
     return o->grad ? o->grad + b * o->grad_batch_stride + h * hd : NULL;
 }
 
-static void attention_backward(const attn_saved *a, const float *dy)
+/* Adds the gradients to q, k and v's, or writes them when accumulate is false. */
+static void attention_backward(const attn_saved *a, const float *dy, bool accumulate)
 {
     const int64_t pairs = a->batch * a->heads, t = a->t, hd = a->hd, c = a->channels;
     const int64_t ldp = a->ldp;
@@ -114,19 +115,19 @@ static void attention_backward(const attn_saved *a, const float *dy)
             a->probs + pair * t * ldp, ldp, dy + b * t * c + h * hd, c,
             grad_at(&a->q, b, h, hd), a->q.grad_row_stride,
             grad_at(&a->k, b, h, hd), a->k.grad_row_stride,
-            grad_at(&a->v, b, h, hd), a->v.grad_row_stride, t, hd, scale, vt, ds);
+            grad_at(&a->v, b, h, hd), a->v.grad_row_stride, t, hd, scale, vt, ds, accumulate);
     }
 }
 
 /* Gradient layout of an input [B, T, C'] (dense) whose channels `offset`.. are the operand. */
-static void set_grad(attn_operand *o, em_tensor *x, int64_t offset)
+static void set_grad(attn_operand *o, em_tensor *x, float *grad, int64_t offset)
 {
     if (!x->requires_grad) {
         o->grad = NULL;
         return;
     }
     const int64_t cols = x->shape[x->ndim - 1], rows = x->ndim == 3 ? x->shape[1] : x->shape[0];
-    o->grad = x->grad + offset;
+    o->grad = grad + offset;
     o->grad_row_stride = cols;
     o->grad_batch_stride = rows * cols;
 }
@@ -134,17 +135,23 @@ static void set_grad(attn_operand *o, em_tensor *x, int64_t offset)
 static void attention_node_backward(em_node *node)
 {
     attn_saved *a = node->saved;
+    bool fresh = false;
     if (node->n_in == 1) {
+        /* fused q, k, v: the heads' gradients cover every element of qkv's exactly once, so
+         * a fresh buffer is written rather than cleared and added to */
         em_tensor *qkv = node->in[0];
-        set_grad(&a->q, qkv, 0);
-        set_grad(&a->k, qkv, a->channels);
-        set_grad(&a->v, qkv, 2 * a->channels);
+        float *g = em_grad_for_write(qkv, &fresh);
+        if (!g)
+            return;
+        set_grad(&a->q, qkv, g, 0);
+        set_grad(&a->k, qkv, g, a->channels);
+        set_grad(&a->v, qkv, g, 2 * a->channels);
     } else {
-        set_grad(&a->q, node->in[0], 0);
-        set_grad(&a->k, node->in[1], 0);
-        set_grad(&a->v, node->in[2], 0);
+        set_grad(&a->q, node->in[0], node->in[0]->grad, 0);
+        set_grad(&a->k, node->in[1], node->in[1]->grad, 0);
+        set_grad(&a->v, node->in[2], node->in[2]->grad, 0);
     }
-    attention_backward(a, node->out->grad);
+    attention_backward(a, node->out->grad, !fresh);
 }
 
 /* Reads x [B, T, C'] or [T, C'] in place when its channels are dense (else a copy). */
@@ -212,6 +219,7 @@ static em_tensor *attention_run(const char *op, em_tensor *const *inputs, int n_
             return NULL;
         *kept = *a;
         node->saved = kept;
+        node->takes_input_grads = n_in == 1;
     }
     return out;
 }

@@ -177,16 +177,17 @@ static void tile_weighted_rows(const float *w, int64_t ldw, int nr, const float 
     tile_weighted(wrow, 1, 0, n, src, lds, hd, out, ldo, nr, accumulate);
 }
 
-/* out[r][:] += Σ_{j0<=i<n} w[i][j0+r]·src[i][:] for r < nr: the transposed product, for
+/* out[r][:] (+)= Σ_{j0<=i<n} w[i][j0+r]·src[i][:] for r < nr: the transposed product, for
  * the gradients of keys and values. w must be zero above the diagonal within the tile of
  * rows j0.. (as the forward and backward tiles leave it). */
 static void tile_weighted_rows_t(const float *w, int64_t ldw, int64_t j0, int nr, int64_t n,
-                                 const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo)
+                                 const float *src, int64_t lds, int64_t hd, float *out, int64_t ldo,
+                                 bool accumulate)
 {
     const float *wcol[ROWS];
     for (int r = 0; r < ROWS; r++)
         wcol[r] = w + j0 + (r < nr ? r : nr - 1);
-    tile_weighted(wcol, ldw, j0, n, src, lds, hd, out, ldo, nr, true);
+    tile_weighted(wcol, ldw, j0, n, src, lds, hd, out, ldo, nr, accumulate);
 }
 
 static int64_t round_up_vec(int64_t n) { return (n + VEC - 1) / VEC * VEC; }
@@ -313,7 +314,7 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
                                 const float *v, int64_t ldv, const float *p, int64_t ldp,
                                 const float *dy, int64_t ldy, float *dq, int64_t lddq, float *dk,
                                 int64_t lddk, float *dv, int64_t lddv, int64_t t, int64_t hd,
-                                float scale, float *vt, float *ds)
+                                float scale, float *vt, float *ds, bool accumulate)
 {
     const int64_t ldvt = em_attention_padded(t);
     if (dq || dk) {
@@ -326,14 +327,14 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
             for (int r = 0; r < nr; r++)
                 score_gradient_row(p + (i0 + r) * ldp, dst + r * ldp, i0 + r, n_keys, scale);
             if (dq)
-                tile_weighted_rows(dst, ldp, nr, k, ldk, n_keys, hd, dq + i0 * lddq, lddq, true);
+                tile_weighted_rows(dst, ldp, nr, k, ldk, n_keys, hd, dq + i0 * lddq, lddq, accumulate);
         }
     }
     for (int64_t j0 = 0; j0 < t; j0 += ROWS) {
         const int nr = t - j0 < ROWS ? (int)(t - j0) : ROWS;
         if (dk)
-            tile_weighted_rows_t(ds, ldp, j0, nr, t, q, ldq, hd, dk + j0 * lddk, lddk);
+            tile_weighted_rows_t(ds, ldp, j0, nr, t, q, ldq, hd, dk + j0 * lddk, lddk, accumulate);
         if (dv)
-            tile_weighted_rows_t(p, ldp, j0, nr, t, dy, ldy, hd, dv + j0 * lddv, lddv);
+            tile_weighted_rows_t(p, ldp, j0, nr, t, dy, ldy, hd, dv + j0 * lddv, lddv, accumulate);
     }
 }

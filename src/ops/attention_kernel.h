@@ -39,11 +39,12 @@ void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64
 
 /* Gradients of one head of length t given its kept probabilities p [t][ldp] and the
  * output gradient dy. Each of dq, dk, dv may be NULL (not needed); the others are ADDED
- * to. vt (hd x padded(t)) and ds (t x ldp) are scratch. */
+ * to, or written (each of their t x hd elements once) when accumulate is false. vt
+ * (hd x padded(t)) and ds (t x ldp) are scratch. */
 void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int64_t ldk,
                                 const float *v, int64_t ldv, const float *p, int64_t ldp,
                                 const float *dy, int64_t ldy, float *dq, int64_t lddq, float *dk,
                                 int64_t lddk, float *dv, int64_t lddv, int64_t t, int64_t hd,
-                                float scale, float *vt, float *ds);
+                                float scale, float *vt, float *ds, bool accumulate);
 
 #endif
