@@ -128,6 +128,31 @@ static void start_row(float *dst, const float *r, const float *bias, int64_t out
         memcpy(dst, bias, (size_t)out * sizeof(float));
 }
 
+/* pre [rows, out] = residual + bias + x·W (either addend may be NULL) on BLAS, and
+ * y = act(pre) (pre may be y without an activation). On a team,
+ * each thread starts and multiplies its own share of the rows on one BLAS thread: at W4's
+ * shapes (2048 rows, in and out 128 to 512) that measured 10-40% faster than one product
+ * on two BLAS threads, and a thread's rows stay in its cache between the two passes. */
+static void rows_product(const float *x, int64_t rows, int64_t in, const float *w, int64_t out, const float *residual,
+                         const float *bias, em_activation act, float *pre, float *y)
+{
+    const float beta = residual || bias ? 1.0f : 0.0f;
+    const bool split = rows >= 64 && rows * in * out >= (1 << 20) && omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel if (split)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        if (beta != 0.0f)
+            for (int64_t i = r0; i < r1; i++)
+                start_row(pre + i * out, residual ? residual + i * out : NULL, bias, out);
+        if (r1 > r0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), (int)out, (int)in, 1.0f,
+                        x + r0 * in, (int)in, w, (int)out, beta, pre + r0 * out, (int)out);
+        if (act != EM_ACT_NONE && r1 > r0)
+            em_activation_forward(act, 0.0f, pre + r0 * out, y + r0 * out, (r1 - r0) * out);
+    }
+}
+
 float *gpt_pack(em_arena *arena, const em_tensor *w, bool transposed)
 {
     const int64_t k = transposed ? w->shape[1] : w->shape[0], n = transposed ? w->shape[0] : w->shape[1];
@@ -204,26 +229,25 @@ em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation
      * out of OpenMP altogether (even a one-thread region costs a futex call, which
      * matters at one row per generated token) */
     const float *r = residual ? residual->data : NULL, *bd = bias ? bias->data : NULL;
-    if ((r || bd) && rows * out >= PARALLEL_MIN_ELEMENTS) {
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < rows; i++)
-            start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
-    } else if (r || bd) {
-        for (int64_t i = 0; i < rows; i++)
-            start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
-    }
     if (recording) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)out, (int)in, 1.0f, x->data, (int)in,
-                    w->data, (int)out, r || bd ? 1.0f : 0.0f, pre, (int)out);
+        rows_product(x->data, rows, in, w->data, out, r, bd, act, pre, y->data);
     } else {
+        if ((r || bd) && rows * out >= PARALLEL_MIN_ELEMENTS) {
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < rows; i++)
+                start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
+        } else if (r || bd) {
+            for (int64_t i = 0; i < rows; i++)
+                start_row(pre + i * out, r ? r + i * out : NULL, bd, out);
+        }
         if (!packed && !(packed = gpt_pack(em_step_arena(), w, false)))
             return NULL;
         if (!r && !bd)
             memset(pre, 0, (size_t)(rows * out) * sizeof(float));
         gpt_rows_product(x->data, rows, in, packed, out, pre);
+        if (act != EM_ACT_NONE)
+            em_activation_forward(act, 0.0f, pre, y->data, rows * out);
     }
-    if (act != EM_ACT_NONE)
-        em_activation_forward(act, 0.0f, pre, y->data, rows * out);
 
     em_node *node = em_record("conv1d", y, 4, (em_tensor *[]){x, w, bias, residual}, conv1d_backward);
     if (node) {
