@@ -79,6 +79,23 @@ expect_text err "tokens/s"
 checks=$((checks + 1))
 [ "$(wc -c <"$TMP/out")" -eq 10 ] || fail "$last: $(wc -c <"$TMP/out") bytes, expected 10"
 
+# top-k 1 keeps only the most likely byte: the greedy text, whatever the seed
+run generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 30 --temperature 0
+expect_status 0
+cp "$TMP/out" "$TMP/greedy"
+run generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 30 --top-k 1 --seed 5
+expect_status 0
+checks=$((checks + 1))
+cmp -s "$TMP/out" "$TMP/greedy" || fail "$last: top-k 1 is not the greedy text"
+
+# without --data a model that takes tokens trains on the fortunes corpus (here a
+# directory of one file standing in for Debian's)
+mkdir "$TMP/fortunes"
+cp "$TMP/fox.txt" "$TMP/fortunes/fox"
+EMBER_FORTUNES_DIR=$TMP/fortunes run train "$TMP/small.ember" --seq-len 16 --batch 4 --steps 2 --progress quiet
+expect_status 0
+expect_text out "text fortunes (1 files in $TMP/fortunes)"
+
 # the weights on a text: bits per byte of (nearly) every byte
 run eval --weights "$TMP/small.safetensors" --data "text:$TMP/fox.txt" --seq-len 16
 expect_status 0

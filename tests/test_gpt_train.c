@@ -5,8 +5,8 @@
  * per byte are compared. The text is lines of words from a small vocabulary, each line
  * written twice: the second copy is predictable from the first, which attention looks up
  * directly and a recurrent state has to carry. At 600 steps the GPT's validation figure
- * is below the LSTM's; on natural text at such budgets it is not (see the note in
- * models/gpt.ember). EMBER_QUICK runs 150 steps and checks only that both learn. */
+ * is below the LSTM's; on natural text at such budgets it is not (docs/gpt.md, "GPT
+ * against the LSTM at the same budget"). EMBER_QUICK runs 150 steps and checks only that both learn. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -82,8 +82,8 @@ int cmd_train_main(int argc, char **argv, int first)
 
     const args_option common[] = {
         {"data", ARGS_STRING, "SPEC", &data_spec,
-         "training data: fashion-mnist, mnist, idx:IMAGES,LABELS, csv:FILE, or text: fortunes, text:FILE", NULL, 0,
-         0, NULL, false},
+         "training data: fashion-mnist, mnist, idx:IMAGES,LABELS, csv:FILE, or text: fortunes, text:FILE",
+         "fortunes for a model that takes tokens (an embedding first), else fashion-mnist", 0, 0, NULL, false},
         {"test-data", ARGS_STRING, "SPEC", &test_spec,
          "test data, same forms as --data (files have no test split)", "the test split of --data",
          0, 0, NULL, false},
@@ -163,6 +163,16 @@ int cmd_train_main(int argc, char **argv, int first)
         return status;
     em_set_detect_anomaly(detect_anomaly);
 
+    /* Without --data, a model that takes tokens (an embedding first) trains on the
+     * default text, any other on the default images. */
+    if (!args_given(&spec, "data")) {
+        em_model *peek = em_model_load(model_path, 0);
+        if (!peek)
+            return cli_library_error();
+        if (em_model_vocab_size(peek) > 0)
+            data_spec = "fortunes";
+        em_model_free(peek);
+    }
     const bool text = em_text_is_spec(data_spec);
     static const char *const text_only[] = {"seq-len", "steps", "windows", "eval-every", "eval-bytes", "val-chunk"};
     for (size_t i = 0; !text && i < sizeof text_only / sizeof text_only[0]; i++)
