@@ -35,6 +35,12 @@ static inline float em_pow2_bits(uint32_t biased_exponent)
     return b.f;
 }
 
+/* e^r for |r| <= ln2/2: the Taylor polynomial of degree 7 by Horner's rule. r may be a
+ * float or a vector of floats (fastmath16.h), with the same arithmetic in each lane. */
+#define EM_EXP_REDUCED(r)                                                                              \
+    ((((((((1.0f / 5040.0f) * (r) + 1.0f / 720.0f) * (r) + 1.0f / 120.0f) * (r) + 1.0f / 24.0f) * (r) + \
+        1.0f / 6.0f) * (r) + 0.5f) * (r) + 1.0f) * (r) + 1.0f)
+
 /* exp(hi + lo) for |lo| much smaller than |hi| or both small. */
 static inline float em_exp_parts(float hi, float lo)
 {
@@ -50,14 +56,7 @@ static inline float em_exp_parts(float hi, float lo)
     magic.f = EM_ROUND_MAGIC;
     int32_t ni = (int32_t)(k.u - magic.u);
     float r = (hi - n * EM_LN2_HI) - n * EM_LN2_LO + lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = EM_EXP_REDUCED(r);
     int32_t n1 = ni / 2, n2 = ni - n1;
     float v = p * em_pow2_bits((uint32_t)(n1 + 127)) * em_pow2_bits((uint32_t)(n2 + 127));
     return over ? INFINITY : (under ? 0.0f : v);

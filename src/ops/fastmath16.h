@@ -25,14 +25,7 @@ static inline em_vf16 em_exp_nonpositive16(em_vf16 x)
     const em_vf16 n = k - EM_ROUND_MAGIC;
     const em_vi16 ni = (em_vi16)k - (em_vi16)em_splat16(EM_ROUND_MAGIC);
     const em_vf16 r = (x - n * EM_LN2_HI) - n * EM_LN2_LO;
-    em_vf16 p = em_splat16(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const em_vf16 p = EM_EXP_REDUCED(r);
     const em_vf16 scale = (em_vf16)((ni + 127) << 23);
     return em_select16(flushed, em_splat16(0.0f), p * scale);
 }
