@@ -42,7 +42,6 @@ static void thread_cols(int64_t cols, int64_t *c0, int64_t *c1)
     *c1 = *c1 < cols ? *c1 : cols;
 }
 
-/* db += column sums of g, dW [in, out] += xᵀ g (either may be NULL). */
 /* db[j] += Σ_r g[r, j] for the columns j in [c0, c1). */
 static void bias_grad_cols(const float *g, int64_t rows, int64_t out, float *db, int64_t c0, int64_t c1)
 {
@@ -242,13 +241,13 @@ em_tensor *gpt_conv1d(em_tensor *x, em_tensor *w, em_tensor *bias, em_activation
     if (act != EM_ACT_NONE && recording && !(pre = em_arena_alloc(em_step_arena(), (size_t)(rows * out) * sizeof(float))))
         return NULL;
 
-    /* the GEMM adds onto the residual and bias (or starts from zero); a small pass stays
-     * out of OpenMP altogether (even a one-thread region costs a futex call, which
-     * matters at one row per generated token) */
+    /* the GEMM adds onto the residual and bias (or starts from zero) */
     const float *r = residual ? residual->data : NULL, *bd = bias ? bias->data : NULL;
     if (recording) {
         rows_product(x->data, rows, in, w->data, out, r, bd, act, pre, y->data);
     } else {
+        /* a small pass stays out of OpenMP altogether (even a one-thread region costs a
+         * futex call, which matters at one row per generated token) */
         if ((r || bd) && rows * out >= PARALLEL_MIN_ELEMENTS) {
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < rows; i++)

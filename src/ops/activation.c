@@ -183,7 +183,7 @@ static void backward_block(em_activation act, float param, const float *x, const
         }
         break;
     case EM_ACT_GELU_TANH:
-        break; /* backward_block's own path */
+        break; /* done before the switch, on vectors */
     case EM_ACT_SILU:
         for (int64_t i = 0; i < n; i++) {
             float s = em_fast_sigmoidf(x[i]);

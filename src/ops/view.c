@@ -26,9 +26,8 @@ static em_tensor *view_header(const em_tensor *base, int ndim, const int64_t *sh
     return v;
 }
 
-/* Same elements in the same row-major order: gradients add one to one. */
-/* The gradient passes through unchanged: the input takes the output's buffer when it has
- * none of its own yet. */
+/* Same elements in the same row-major order: gradients add one to one, and the input
+ * takes the output's buffer as its own when it has none yet. */
 static void same_order_backward(em_node *n)
 {
     em_tensor *in = n->in[0];
