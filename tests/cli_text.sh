@@ -2,7 +2,8 @@
 # Language models from the command line: ember train on a text file reports bits per
 # byte and perplexity (with the unigram entropy beside them), saves weights that ember
 # generate samples from (seeded: the same text twice; prompt echoed, the asked number of
-# bytes after it); a run stopped and resumed from its checkpoint ends with the weights of
+# bytes after it; streamed while it is drawn; top-k 1 greedy); without --data a token
+# model trains on fortunes; a run stopped and resumed from its checkpoint ends with the weights of
 # a straight run, byte for byte (random and sequential windows); bad input is reported by name with exit status 1 (a missing, empty or
 # directory text file, a sequence longer than the text, a prompt byte outside the
 # model's vocabulary, text bytes outside it, a model that takes no tokens) and misuse
@@ -78,6 +79,25 @@ expect_status 0
 expect_text err "tokens/s"
 checks=$((checks + 1))
 [ "$(wc -c <"$TMP/out")" -eq 10 ] || fail "$last: $(wc -c <"$TMP/out") bytes, expected 10"
+
+# the text streams: the first bytes arrive while generation is still going (were the
+# output held back until the end, none would come within the time allowed). The pipe's
+# reading end stays open throughout, so the generator blocks rather than dies on it.
+mkfifo "$TMP/stream"
+"$EMBER" generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 100000000 --seed 1 \
+    >"$TMP/stream" 2>/dev/null &
+generator=$!
+exec 3<"$TMP/stream"
+timeout 30 head -c 16 <&3 >"$TMP/streamed"
+checks=$((checks + 1))
+if ! kill -0 "$generator" 2>/dev/null; then
+    fail "generate streaming: the process ended before its output was read"
+elif [ "$(wc -c <"$TMP/streamed")" -ne 16 ]; then
+    fail "generate streaming: $(wc -c <"$TMP/streamed") bytes arrived within 30 s, expected 16"
+fi
+kill "$generator" 2>/dev/null
+exec 3<&-
+wait "$generator" 2>/dev/null
 
 # top-k 1 keeps only the most likely byte: the greedy text, whatever the seed
 run generate --weights "$TMP/small.safetensors" --prompt "the " --tokens 30 --temperature 0
