@@ -116,8 +116,61 @@ static void test_leaf_grad_cleared_at_step_end(void)
     em_arena_destroy(longlived);
 }
 
+/* Gradients a backward takes itself: a reshape's input adopts the output's gradient when
+ * it has none yet and adds to its own otherwise, whichever consumer's backward runs
+ * first; a parameter keeps its own buffer; em_grad_for_write says when a buffer is new. */
+static void test_taken_gradients(void)
+{
+    em_arena *longlived = em_arena_create(0);
+    em_tensor *x = em_tensor_full(longlived, 1, (int64_t[]){4}, 0.0f);
+    for (int i = 0; i < 4; i++)
+        x->data[i] = (float)(i + 1);
+    x->requires_grad = true;
+    for (int order = 0; order < 2; order++) {
+        /* loss = sum(x·x) + sum(3·reshape(x)): d/dx = 3 + 2x. Recorded in this order, the
+         * reshape's backward runs first and x adopts its gradient; in the other order it
+         * runs last and adds to the gradient x already has. */
+        em_tensor *squares = NULL, *viewed = NULL, *r = NULL;
+        for (int part = 0; part < 2; part++) {
+            if ((part == 0) == (order == 0))
+                squares = em_sum_all(em_mul(x, x));
+            else
+                viewed = em_sum_all(em_mul_scalar(r = em_reshape(x, 2, (int64_t[]){2, 2}), 3.0f));
+        }
+        CHECK(em_backward(em_add(squares, viewed)) == EM_OK);
+        for (int i = 0; i < 4; i++)
+            CHECK_NEAR(x->grad[i], 3.0f + 2.0f * (float)(i + 1), 1e-5);
+        CHECK((x->grad == r->grad) == (order == 0));
+        em_step_end();
+    }
+
+    /* a parameter's gradient stays its own buffer and accumulates */
+    em_tensor *w = em_param_new(longlived, 1, (int64_t[]){4}, "w");
+    float *own = w->grad;
+    for (int pass = 1; pass <= 2; pass++) {
+        CHECK(em_backward(em_sum_all(em_mul_scalar(em_reshape(w, 2, (int64_t[]){2, 2}), 2.0f))) == EM_OK);
+        CHECK(w->grad == own);
+        CHECK_NEAR(w->grad[3], 2.0f * (float)pass, 1e-6);
+        em_step_end();
+    }
+    float spare[4];
+    CHECK(!em_grad_adopt(w, spare));
+
+    /* em_grad_for_write: a new buffer once, then the same one */
+    em_tensor *t = em_tensor_zeros1(NULL, 8);
+    bool fresh = false;
+    float *first = em_grad_for_write(t, &fresh);
+    CHECK(first && fresh);
+    float *again = em_grad_for_write(t, &fresh);
+    CHECK(again == first && !fresh);
+    CHECK(!em_grad_adopt(t, spare));
+    em_step_end();
+    em_arena_destroy(longlived);
+}
+
 int main(void)
 {
+    test_taken_gradients();
     test_leaf_grad_cleared_at_step_end();
     test_accumulation();
     test_no_grad();

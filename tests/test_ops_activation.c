@@ -199,6 +199,14 @@ static void test_dense_kernels(void)
         for (int64_t i = 0; i < n; i++)
             same &= fabsf(dx2[i] - (0.25f + dx[i])) <= 3e-7f * (1.0f + fabsf(dx[i]));
         CHECK_MSG(same, "%s: backward does not accumulate", c->fixture);
+        /* em_activation_gradient writes the same values over whatever dx held (NaN here) */
+        for (int64_t i = 0; i < n; i++)
+            dx2[i] = NAN;
+        em_activation_gradient(c->act, c->param, x, y, dy, dx2, n);
+        same = 1;
+        for (int64_t i = 0; i < n; i++)
+            same &= dx2[i] == dx[i];
+        CHECK_MSG(same, "%s: the written gradient differs from the one added to zeros", c->fixture);
         free(dx2);
 
         /* in place: y = act(y) */
