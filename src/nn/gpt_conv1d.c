@@ -42,6 +42,13 @@ static void thread_cols(int64_t cols, int64_t *c0, int64_t *c1)
     *c1 = *c1 < cols ? *c1 : cols;
 }
 
+/* True when a training product of rows x in x out is large enough to share out over the
+ * team, one BLAS thread each, and the team is there to take it. */
+static bool team_shares_product(int64_t rows, int64_t in, int64_t out)
+{
+    return rows * in * out >= (1 << 20) && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
+
 /* db[j] += Σ_r g[r, j] for the columns j in [c0, c1). */
 static void bias_grad_cols(const float *g, int64_t rows, int64_t out, float *db, int64_t c0, int64_t c1)
 {
@@ -99,7 +106,7 @@ static void conv1d_backward(em_node *node)
      * on a single BLAS thread (BLAS inside a parallel region stays on its caller's
      * thread), which measured 15% faster at W4's shapes than both in turn on two BLAS
      * threads. Either way every element gets the same arithmetic. */
-    if (dw && dx && rows * in * out >= (1 << 20) && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    if (dw && dx && team_shares_product(rows, in, out)) {
         /* each side also sums half of the bias gradient's columns, to stay even */
         const int64_t half = (out / 2 + 15) / 16 * 16 < out ? (out / 2 + 15) / 16 * 16 : out;
 #pragma omp parallel sections num_threads(2)
@@ -153,7 +160,7 @@ static void rows_product(const float *x, int64_t rows, int64_t in, const float *
                          const float *bias, em_activation act, float *pre, float *y)
 {
     const float beta = residual || bias ? 1.0f : 0.0f;
-    const bool split = rows >= 64 && rows * in * out >= (1 << 20) && omp_get_max_threads() > 1 && !omp_in_parallel();
+    const bool split = rows >= 64 && team_shares_product(rows, in, out);
 #pragma omp parallel if (split)
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
