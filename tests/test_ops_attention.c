@@ -1,6 +1,7 @@
 /* em_causal_attention and em_causal_attention_qkv: PyTorch parity (forward and the
  * gradients of q, k, v or of the fused qkv) over head counts 1, 2, 4 and lengths 1, 5, 16
- * plus head sizes on and off the vectorised path; numeric gradient checks; a threaded size
+ * plus head sizes on and off the vectorised path, with and without dropout on the
+ * probabilities; the dropout mask's statistics and independence of threads; numeric gradient checks; a threaded size
  * against a double-precision reference; column-slice views read in place; the key/value
  * cache against full recomputation; errors naming shapes. */
 #include <stdlib.h>
@@ -21,6 +22,20 @@ static const struct {
     const char *name;
     int heads;
 } qkv_cases[] = {{"qkv_h2_t5", 2}, {"qkv_hd32", 2}};
+
+/* Dropout on the probabilities: the fixture draws the same keep decisions. */
+static const struct {
+    const char *name;
+    int heads;
+    float p;
+    uint64_t seed;
+    bool fused;
+} dropout_cases[] = {
+    {"drop_h2_t16", 2, 0.25f, 7, false},
+    {"drop_long", 1, 0.5f, 123456789, false},
+    {"drop_hd32", 2, 0.1f, (UINT64_C(1) << 63) + 5, false},
+    {"drop_qkv_h4", 4, 0.4f, 99, true},
+};
 
 static void check_against(em_st_file *f, const char *name, em_tensor *out, em_tensor *const *in,
                           int n_in)
@@ -65,6 +80,21 @@ static void test_parity(void)
         em_tensor *out = em_causal_attention_qkv(qkv, qkv_cases[c].heads);
         CHECK(em_tape_length() - before == 1);
         check_against(f, qkv_cases[c].name, out, &qkv, 1);
+        em_step_end();
+    }
+    for (size_t c = 0; c < sizeof dropout_cases / sizeof dropout_cases[0]; c++) {
+        const int n_in = dropout_cases[c].fused ? 1 : 3;
+        em_tensor *in[3];
+        for (int i = 0; i < n_in; i++) {
+            snprintf(key, sizeof key, "attn.%s.in%d", dropout_cases[c].name, i);
+            in[i] = test_fixture_input(f, key);
+        }
+        const float p = dropout_cases[c].p;
+        const uint64_t seed = dropout_cases[c].seed;
+        const int heads = dropout_cases[c].heads;
+        em_tensor *out = n_in == 1 ? em_causal_attention_qkv_dropout(in[0], heads, p, seed)
+                                   : em_causal_attention_dropout(in[0], in[1], in[2], heads, p, seed);
+        check_against(f, dropout_cases[c].name, out, in, n_in);
         em_step_end();
     }
     em_st_close(f);
@@ -161,16 +191,18 @@ static void test_strided_views(void)
 typedef struct attn_args {
     int heads;
     bool fused;
+    float dropout; /* with seed 1234 */
 } attn_args;
 
 static em_tensor *attn_fn(void *user, em_tensor *const *in, int n)
 {
     const attn_args *a = user;
+    const uint64_t seed = 1234;
     if (a->fused)
-        return em_causal_attention_qkv(in[0], a->heads);
+        return em_causal_attention_qkv_dropout(in[0], a->heads, a->dropout, seed);
     /* one input: the same tensor as q, k and v (their gradients add up in it) */
-    return n == 1 ? em_causal_attention(in[0], in[0], in[0], a->heads)
-                  : em_causal_attention(in[0], in[1], in[2], a->heads);
+    return n == 1 ? em_causal_attention_dropout(in[0], in[0], in[0], a->heads, a->dropout, seed)
+                  : em_causal_attention_dropout(in[0], in[1], in[2], a->heads, a->dropout, seed);
 }
 
 static void test_gradcheck_small(void)
@@ -190,7 +222,7 @@ static void test_gradcheck_small(void)
         int64_t s[3] = {shapes[i].b, shapes[i].t, shapes[i].c};
         em_tensor *in[3] = {test_randn(&rng, 3, s, 1.0f), test_randn(&rng, 3, s, 1.0f),
                             test_randn(&rng, 3, s, 1.0f)};
-        attn_args args = {shapes[i].heads, false};
+        attn_args args = {shapes[i].heads, false, 0.0f};
         char what[64];
         snprintf(what, sizeof what, "attention [%lld, %lld, %lld] %d heads", (long long)s[0],
                  (long long)s[1], (long long)s[2], shapes[i].heads);
@@ -211,7 +243,114 @@ static void test_gradcheck_small(void)
                  (long long)s[0], (long long)s[1], (long long)s[2], shapes[i].heads);
         test_gradcheck(what, attn_fn, &args, &x, 1, 2e-2, shapes[i].tol);
         em_step_end();
+
+        /* dropout's mask is a function of the seed, so the op is a fixed function to check */
+        for (int fused = 0; fused < 2; fused++) {
+            args = (attn_args){shapes[i].heads, fused, 0.3f};
+            em_tensor *qkv3 = test_randn(&rng, 3, f, 1.0f);
+            em_tensor *sep[3] = {test_randn(&rng, 3, s, 1.0f), test_randn(&rng, 3, s, 1.0f),
+                                 test_randn(&rng, 3, s, 1.0f)};
+            snprintf(what, sizeof what, "attention%s dropout 0.3 [%lld, %lld, %lld] %d heads",
+                     fused ? "_qkv" : "", (long long)s[0], (long long)s[1], (long long)s[2], shapes[i].heads);
+            test_gradcheck(what, attn_fn, &args, fused ? &qkv3 : sep, fused ? 1 : 3, 2e-2, shapes[i].tol);
+            em_step_end();
+        }
     }
+}
+
+/* With q = k = 0 every probability of query i is 1/(i+1), and with the identity as values
+ * the output row i is the dropped probabilities themselves: each entry is 0 or
+ * 1/((i+1)(1-p)), and about 1-p of them are kept. Dropout 0 is the plain op bit for bit;
+ * another seed drops others; the mask does not depend on the thread count or on whether
+ * gradients are kept; p = 1 drops all; p outside [0, 1] is refused. */
+static void test_dropout_mask(void)
+{
+    enum { T = 64 };
+    const float p = 0.3f;
+    em_tensor *qkv = em_tensor_zeros(NULL, 3, (int64_t[]){2, T, 3 * T});
+    for (int64_t b = 0; b < 2; b++)
+        for (int64_t i = 0; i < T; i++)
+            qkv->data[(b * T + i) * 3 * T + 2 * T + i] = 1.0f;
+    bool was = em_set_grad_enabled(false);
+    em_tensor *y = em_causal_attention_qkv_dropout(qkv, 1, p, 42);
+    CHECK_MSG(y != NULL, "%s", ember_last_error());
+    if (!y) {
+        em_set_grad_enabled(was);
+        return;
+    }
+    int64_t kept = 0, entries = 0, wrong = 0;
+    for (int64_t b = 0; b < 2; b++)
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < T; j++) {
+                const float got = y->data[(b * T + i) * T + j];
+                const float want = 1.0f / (float)(i + 1) / (1.0f - p);
+                if (j > i) {
+                    wrong += got != 0.0f;
+                    continue;
+                }
+                entries++;
+                kept += got != 0.0f;
+                wrong += got != 0.0f && fabsf(got - want) > 1e-6f * want;
+            }
+    /* binomial(4160, 0.7): standard deviation 30 */
+    const double expected = (1.0 - p) * (double)entries;
+    CHECK_MSG(wrong == 0 && fabs((double)kept - expected) < 150.0, "%lld of %lld kept (expected %.0f), %lld wrong",
+              (long long)kept, (long long)entries, expected, (long long)wrong);
+
+    em_tensor *again = em_causal_attention_qkv_dropout(qkv, 1, p, 42);
+    em_tensor *other = em_causal_attention_qkv_dropout(qkv, 1, p, 43);
+    em_tensor *none = em_causal_attention_qkv_dropout(qkv, 1, 0.0f, 42);
+    em_tensor *plain = em_causal_attention_qkv(qkv, 1);
+    em_tensor *all = em_causal_attention_qkv_dropout(qkv, 1, 1.0f, 42);
+    CHECK(again && other && none && plain && all);
+    if (again && other && none && plain && all) {
+        const size_t bytes = (size_t)y->numel * sizeof(float);
+        CHECK(memcmp(y->data, again->data, bytes) == 0);
+        CHECK(memcmp(y->data, other->data, bytes) != 0);
+        CHECK(memcmp(none->data, plain->data, bytes) == 0);
+        bool zeros = true;
+        for (int64_t i = 0; i < all->numel; i++)
+            zeros &= all->data[i] == 0.0f;
+        CHECK_MSG(zeros, "dropout 1 left values");
+    }
+    CHECK(em_causal_attention_qkv_dropout(qkv, 1, 1.5f, 42) == NULL &&
+          strstr(ember_last_error(), "dropout probability 1.5 must lie in [0, 1]"));
+    CHECK(em_causal_attention_qkv_dropout(qkv, 1, NAN, 42) == NULL);
+    em_set_grad_enabled(was);
+
+    /* kept probabilities (a gradient is needed) and one thread give the same values */
+    qkv->requires_grad = true;
+    const int threads = em_num_threads();
+    em_set_num_threads(1);
+    em_tensor *serial = em_causal_attention_qkv_dropout(qkv, 1, p, 42);
+    em_set_num_threads(threads);
+    CHECK(serial && serial->requires_grad);
+    if (serial)
+        CHECK(memcmp(y->data, serial->data, (size_t)y->numel * sizeof(float)) == 0);
+    em_step_end();
+}
+
+/* A size that runs on several threads against the serial run, values and gradients. */
+static void test_dropout_threads(void)
+{
+    em_rng rng;
+    em_rng_seed(&rng, 5);
+    int64_t s[3] = {4, 70, 3 * 64};
+    em_tensor *a = test_randn(&rng, 3, s, 1.0f), *b = em_tensor_clone(NULL, a);
+    b->requires_grad = true;
+    em_tensor *gy = test_randn(&rng, 3, (int64_t[]){4, 70, 64}, 1.0f);
+    em_tensor *ya = em_causal_attention_qkv_dropout(a, 2, 0.2f, 77);
+    const int threads = em_num_threads();
+    em_set_num_threads(1);
+    em_tensor *yb = em_causal_attention_qkv_dropout(b, 2, 0.2f, 77);
+    CHECK(ya && yb && em_backward_with(yb, gy->data) == EM_OK);
+    em_set_num_threads(threads);
+    CHECK(ya && em_backward_with(ya, gy->data) == EM_OK);
+    if (ya && yb) {
+        CHECK(memcmp(ya->data, yb->data, (size_t)ya->numel * sizeof(float)) == 0);
+        CHECK(memcmp(a->grad, b->grad, (size_t)a->numel * sizeof(float)) == 0);
+    }
+    em_step_end();
 }
 
 /* Naive double-precision attention of one (batch, head) for the threaded check. */
@@ -484,6 +623,8 @@ int main(void)
     test_slices_match_fused();
     test_strided_views();
     test_gradcheck_small();
+    test_dropout_mask();
+    test_dropout_threads();
     test_threaded_against_double();
     test_no_grad_same_values();
     test_two_dim_input();

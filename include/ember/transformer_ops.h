@@ -37,6 +37,18 @@ em_tensor *em_causal_attention(em_tensor *q, em_tensor *k, em_tensor *v, int n_h
  * q, k and v in place and writes their gradients straight into qkv's. Returns [B, T, C]. */
 em_tensor *em_causal_attention_qkv(em_tensor *qkv, int n_heads);
 
+/* Both with dropout on the attention probabilities, as GPT-2's attn_pdrop in training:
+ * each probability is zeroed with probability `dropout` (in [0, 1]) and the others are
+ * scaled by 1/(1-dropout) before they weight the values. Which ones are dropped is a
+ * function of seed, the (batch, head) pair and the (query, key) position only, not of the
+ * thread count or of a generator's state; a caller draws a fresh seed per call (the gpt
+ * layer takes one from the model's generator). Dropout 0 is the plain op, bit for bit.
+ * With a gradient the dropped probabilities are kept too (as much again as the
+ * probabilities). */
+em_tensor *em_causal_attention_dropout(em_tensor *q, em_tensor *k, em_tensor *v, int n_heads,
+                                       float dropout, uint64_t seed);
+em_tensor *em_causal_attention_qkv_dropout(em_tensor *qkv, int n_heads, float dropout, uint64_t seed);
+
 /* ---- key/value cache for generation (src/ops/attention_cache.c) ------------------- */
 /* One layer's keys and values of one sequence (batch 1) for up to max_len positions, so
  * that each new token attends to the cached ones instead of recomputing the prefix.

@@ -1,5 +1,6 @@
 /* One GPT-2 block, pre-LayerNorm:
  *   x = x + dropout(attn.c_proj(causal_attention(attn.c_attn(ln_1(x)))))
+ * (with dropout on the attention probabilities too, GPT-2's attn_pdrop, at the same rate)
  *   x = x + dropout(mlp.c_proj(gelu_tanh(mlp.c_fc(ln_2(x)))))
  * The positions of all sequences run as one matrix of rows through the projections; only
  * attention needs the [batch, steps, 3C] view to keep sequences apart. Generation runs
@@ -22,7 +23,9 @@ em_tensor *gpt_block_forward(const gpt_block *b, em_tensor *x, int64_t batch, in
     em_tensor *a = em_layer_norm(x, b->ln_1_w, b->ln_1_b, GPT_LN_EPS);
     em_tensor *qkv = gpt_conv1d(a, b->attn_w, b->attn_b, EM_ACT_NONE, NULL, p->attn);
     qkv = em_reshape(qkv, 3, (int64_t[]){batch, steps, 3 * width});
-    em_tensor *att = cache ? em_kv_cache_step_qkv(cache, qkv) : em_causal_attention_qkv(qkv, heads);
+    em_tensor *att = cache  ? em_kv_cache_step_qkv(cache, qkv)
+                     : drop ? em_causal_attention_qkv_dropout(qkv, heads, dropout, em_rng_next(rng))
+                            : em_causal_attention_qkv(qkv, heads);
     att = em_reshape(att, 2, (int64_t[]){batch * steps, width});
     /* without dropout the residual add is the projection's own starting value */
     if (drop)

@@ -10,6 +10,10 @@
  *   dQ = dS·K/√hd,  dK = dSᵀ·Q/√hd,  dV = Pᵀ·dY
  * with every product bounded by the causal mask (attention_kernel.c).
  *
+ * Dropout on the probabilities (GPT-2's attn_pdrop) draws each keep decision from a
+ * counter (attention_kernel.h), so the threads need no generators and backward no mask;
+ * the dropped probabilities are kept beside P, and backward uses them for dV and in dS.
+ *
  * Threads split the (batch, head) pairs; each pair writes disjoint columns of the
  * output and of the gradients, so no two threads touch the same element. The kernels are
  * hand-written rather than BLAS: for one W4 head (T=128, hd=32) OpenBLAS takes 12 µs for
@@ -40,6 +44,9 @@ typedef struct attn_saved {
     int heads;
     float *probs; /* [batch][heads][t][ldp] */
     int64_t ldp;
+    float drop_p;      /* 0: no dropout */
+    uint64_t drop_seed;
+    float *dropped;    /* with dropout and a gradient: the dropped probabilities, as probs */
 } attn_saved;
 
 /* Scratch per thread: transposed keys (forward) or values (backward), and a probability
@@ -63,6 +70,19 @@ static bool run_parallel(int64_t pairs, int64_t t, int64_t hd)
     return pairs > 1 && omp_get_max_threads() > 1 && pairs * t * t * hd >= PARALLEL_MIN_MACS;
 }
 
+/* The dropout of one (batch, head) pair; pd as p in em_attention_rows_forward. */
+static em_attention_dropout pair_dropout(const attn_saved *a, int64_t pair, float *pd)
+{
+    return (em_attention_dropout){
+        .seed = a->drop_seed,
+        .first = (uint64_t)pair * (uint64_t)(a->t * a->t),
+        .t = a->t,
+        .threshold = (uint64_t)ldexp((double)a->drop_p, 32),
+        .scale = a->drop_p < 1.0f ? 1.0f / (1.0f - a->drop_p) : 0.0f,
+        .pd = pd,
+    };
+}
+
 static void attention_forward(const attn_saved *a, float *y, float *probs)
 {
     const int64_t pairs = a->batch * a->heads, t = a->t, hd = a->hd, c = a->channels;
@@ -70,8 +90,11 @@ static void attention_forward(const attn_saved *a, float *y, float *probs)
     const float scale = 1.0f / sqrtf((float)hd);
     const bool parallel = run_parallel(pairs, t, hd);
     const int threads = parallel ? omp_get_max_threads() : 1;
+    const bool drop = a->drop_p > 0.0f;
+    /* tiles of p, and of the dropped p, when they are not kept */
+    const int64_t tiles = probs ? 0 : drop ? 2 : 1;
     attn_scratch s;
-    if (scratch_alloc(&s, threads, hd * ldk + (probs ? 0 : EM_ATTENTION_TILE * ldp)) != EM_OK)
+    if (scratch_alloc(&s, threads, hd * ldk + tiles * EM_ATTENTION_TILE * ldp) != EM_OK)
         return;
 #pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
     for (int64_t pair = 0; pair < pairs; pair++) {
@@ -81,9 +104,12 @@ static void attention_forward(const attn_saved *a, float *y, float *probs)
         const float *qh = a->q.data + b * a->q.batch_stride + h * hd;
         const float *kh = a->k.data + b * a->k.batch_stride + h * hd;
         const float *vh = a->v.data + b * a->v.batch_stride + h * hd;
+        const em_attention_dropout d =
+            pair_dropout(a, pair, probs ? a->dropped + pair * t * ldp : p + EM_ATTENTION_TILE * ldp);
         em_attention_transpose(kh, a->k.row_stride, t, hd, kt, ldk);
         em_attention_rows_forward(qh, a->q.row_stride, 0, t, kt, ldk, vh, a->v.row_stride,
-                                  y + b * t * c + h * hd, c, p, ldp, probs == NULL, hd, scale);
+                                  y + b * t * c + h * hd, c, p, ldp, probs == NULL, hd, scale,
+                                  drop ? &d : NULL);
     }
 }
 
@@ -112,7 +138,8 @@ static void attention_backward(const attn_saved *a, const float *dy, bool accumu
             a->q.data + b * a->q.batch_stride + h * hd, a->q.row_stride,
             a->k.data + b * a->k.batch_stride + h * hd, a->k.row_stride,
             a->v.data + b * a->v.batch_stride + h * hd, a->v.row_stride,
-            a->probs + pair * t * ldp, ldp, dy + b * t * c + h * hd, c,
+            a->probs + pair * t * ldp, a->dropped ? a->dropped + pair * t * ldp : NULL, ldp,
+            dy + b * t * c + h * hd, c,
             grad_at(&a->q, b, h, hd), a->q.grad_row_stride,
             grad_at(&a->k, b, h, hd), a->k.grad_row_stride,
             grad_at(&a->v, b, h, hd), a->v.grad_row_stride, t, hd, scale, vt, ds, accumulate);
@@ -204,11 +231,13 @@ static em_tensor *attention_run(const char *op, em_tensor *const *inputs, int n_
         for (int i = 0; i < n_in; i++)
             need_grad |= inputs[i]->requires_grad;
     a->ldp = em_attention_padded(t);
-    a->probs = NULL;
+    a->probs = a->dropped = NULL;
     if (need_grad) {
-        a->probs = em_arena_alloc(em_step_arena(),
-                                  (size_t)(batch * a->heads * t * a->ldp) * sizeof(float));
-        if (!a->probs)
+        const size_t bytes = (size_t)(batch * a->heads * t * a->ldp) * sizeof(float);
+        a->probs = em_arena_alloc(em_step_arena(), bytes);
+        if (a->drop_p > 0.0f)
+            a->dropped = em_arena_alloc(em_step_arena(), bytes);
+        if (!a->probs || (a->drop_p > 0.0f && !a->dropped))
             return NULL;
     }
     attention_forward(a, out->data, a->probs);
@@ -224,19 +253,38 @@ static em_tensor *attention_run(const char *op, em_tensor *const *inputs, int n_
     return out;
 }
 
+static int check_dropout(const char *op, float p, const em_tensor *x)
+{
+    if (!(p >= 0.0f && p <= 1.0f))
+        return em_error("%s: dropout probability %g must lie in [0, 1] (input %s)", op, (double)p,
+                        em_shape_str(x));
+    return EM_OK;
+}
+
 em_tensor *em_causal_attention(em_tensor *q, em_tensor *k, em_tensor *v, int n_heads)
+{
+    return em_causal_attention_dropout(q, k, v, n_heads, 0.0f, 0);
+}
+
+em_tensor *em_causal_attention_qkv(em_tensor *qkv, int n_heads)
+{
+    return em_causal_attention_qkv_dropout(qkv, n_heads, 0.0f, 0);
+}
+
+em_tensor *em_causal_attention_dropout(em_tensor *q, em_tensor *k, em_tensor *v, int n_heads,
+                                       float dropout, uint64_t seed)
 {
     static const char op[] = "causal_attention";
     if (!q || !k || !v)
+        return NULL;
+    if (check_dropout(op, dropout, q) != EM_OK)
         return NULL;
     if (check_layout(op, q, "q", "C", n_heads, q->shape[q->ndim - 1]) != EM_OK)
         return NULL;
     if (!em_same_shape(q, k) || !em_same_shape(q, v))
         return em_error("%s: q, k and v must have the same shape, got q %s, k %s, v %s", op,
                         em_shape_str(q), em_shape_str(k), em_shape_str(v)), NULL;
-    attn_saved a = {0};
-    a.heads = n_heads;
-    a.channels = q->shape[q->ndim - 1];
+    attn_saved a = {.heads = n_heads, .channels = q->shape[q->ndim - 1], .drop_p = dropout, .drop_seed = seed};
     q = operand_view(q, &a.q, 0);
     k = operand_view(k, &a.k, 0);
     v = operand_view(v, &a.v, 0);
@@ -245,10 +293,12 @@ em_tensor *em_causal_attention(em_tensor *q, em_tensor *k, em_tensor *v, int n_h
     return attention_run(op, (em_tensor *[]){q, k, v}, 3, &a);
 }
 
-em_tensor *em_causal_attention_qkv(em_tensor *qkv, int n_heads)
+em_tensor *em_causal_attention_qkv_dropout(em_tensor *qkv, int n_heads, float dropout, uint64_t seed)
 {
     static const char op[] = "causal_attention_qkv";
     if (!qkv)
+        return NULL;
+    if (check_dropout(op, dropout, qkv) != EM_OK)
         return NULL;
     const int64_t cols = qkv->ndim >= 1 ? qkv->shape[qkv->ndim - 1] : 0;
     if (qkv->ndim == 2 || qkv->ndim == 3) {
@@ -258,9 +308,7 @@ em_tensor *em_causal_attention_qkv(em_tensor *qkv, int n_heads)
     }
     if (check_layout(op, qkv, "qkv", "3C", n_heads, cols / 3) != EM_OK)
         return NULL;
-    attn_saved a = {0};
-    a.heads = n_heads;
-    a.channels = cols / 3;
+    attn_saved a = {.heads = n_heads, .channels = cols / 3, .drop_p = dropout, .drop_seed = seed};
     qkv = operand_view(qkv, &a.q, 0);
     if (!qkv)
         return NULL;

@@ -144,7 +144,7 @@ static void attend_rows(const em_kv_cache *c, const float *q, int64_t ldq, int64
         const int64_t off = h * c->hd;
         em_attention_rows_forward(q + off, ldq, first, rows, c->keys_t + off * c->ld, c->ld,
                                   c->values + off, c->channels, y + off, c->channels, p, c->ld,
-                                  true, c->hd, scale);
+                                  true, c->hd, scale, NULL);
     }
 }
 
@@ -204,7 +204,7 @@ void em_kv_cache_step_heads(em_kv_cache *c, const float *qkv, int h0, int h1, fl
     for (int h = h0; h < h1; h++) {
         const int64_t off = h * c->hd;
         em_attention_rows_forward(qkv + off, 3 * C, pos, 1, c->keys_t + off * c->ld, c->ld, c->values + off, C,
-                                  y + off, C, p, c->ld, true, c->hd, scale);
+                                  y + off, C, p, c->ld, true, c->hd, scale, NULL);
     }
 }
 

@@ -14,6 +14,9 @@
  * AVX-512, AVX2 or SSE as the target allows. Head sizes that are not a multiple of 16 take plain
  * loops for the channels past the last multiple.
  *
+ * Dropout weights the values by a second, dropped copy of a tile's probabilities, made
+ * right after its softmax; the softmax gradient then reads both copies.
+ *
  * Each output element is one sequential chain of fused multiply-adds over the same
  * operands whatever the tile it was computed in; this is what lets the key/value cache
  * reproduce the full forward exactly. */
@@ -279,10 +282,28 @@ static void softmax_tile(float *p, int64_t ldp, int nr, int64_t i0, int64_t n_ro
     }
 }
 
+/* pd = p with the dropped entries zeroed and the kept ones scaled, over the same columns
+ * as softmax_tile leaves valid in each row (zeros stay zeros). */
+static void dropout_tile(const float *p, float *pd, int64_t ldp, int nr, int64_t i0, int64_t n_row,
+                         const em_attention_dropout *d)
+{
+    for (int r = 0; r < nr; r++) {
+        const int64_t i = i0 + r, n = round_up_vec(i + 1) > n_row ? round_up_vec(i + 1) : n_row;
+        const uint64_t counter = d->first + (uint64_t)(i * d->t);
+        const float *pr = p + r * ldp;
+        float *dr = pd + r * ldp;
+        for (int64_t j = 0; j <= i; j++)
+            dr[j] = em_attention_dropout_bits(d->seed, counter + (uint64_t)j) >= d->threshold ? pr[j] * d->scale
+                                                                                              : 0.0f;
+        for (int64_t j = i + 1; j < n; j++)
+            dr[j] = 0.0f;
+    }
+}
+
 void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64_t n_rows,
                                const float *kt, int64_t ldkt, const float *v, int64_t ldv,
                                float *y, int64_t ldy, float *p, int64_t ldp, bool p_per_tile,
-                               int64_t hd, float scale)
+                               int64_t hd, float scale, const em_attention_dropout *drop)
 {
     for (int64_t t0 = 0; t0 < n_rows; t0 += ROWS) {
         const int nr = n_rows - t0 < ROWS ? (int)(n_rows - t0) : ROWS;
@@ -290,7 +311,13 @@ void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64
         float *pt = p_per_tile ? p : p + t0 * ldp;
         tile_scores(q + t0 * ldq, ldq, nr, kt, ldkt, n_keys, hd, scale, pt, ldp);
         softmax_tile(pt, ldp, nr, i0, n_keys);
-        tile_weighted_rows(pt, ldp, nr, v, ldv, n_keys, hd, y + t0 * ldy, ldy, false);
+        const float *weights = pt;
+        if (drop) {
+            float *pdt = p_per_tile ? drop->pd : drop->pd + t0 * ldp;
+            dropout_tile(pt, pdt, ldp, nr, i0, n_keys, drop);
+            weights = pdt;
+        }
+        tile_weighted_rows(weights, ldp, nr, v, ldv, n_keys, hd, y + t0 * ldy, ldy, false);
     }
 }
 
@@ -310,9 +337,26 @@ static void score_gradient_row(const float *p, float *ds, int64_t i, int64_t n_r
         ds[j] = 0.0f;
 }
 
+/* The same after dropout, whose dropped probabilities pd (P·M/(1-p)) weighted the values:
+ * the gradient of P_j is dP_j·M_j/(1-p), so P_j times it is pd_j·dP_j, and
+ * dS_j = scale·(pd_j·dP_j - P_j·Σ_k pd_k·dP_k). */
+static void score_gradient_row_dropped(const float *p, const float *pd, float *ds, int64_t i, int64_t n_row,
+                                       float scale)
+{
+    const int64_t n_vec = round_up_vec(i + 1);
+    em_vf16 dv = {0};
+    for (int64_t j = 0; j < n_vec; j += VEC)
+        dv += em_load16(pd + j) * em_load16(ds + j);
+    const float dot = hsum16(dv);
+    for (int64_t j = 0; j < n_vec; j += VEC)
+        em_store16(ds + j, scale * (em_load16(pd + j) * em_load16(ds + j) - em_load16(p + j) * dot));
+    for (int64_t j = i + 1; j < n_row; j++)
+        ds[j] = 0.0f;
+}
+
 void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int64_t ldk,
-                                const float *v, int64_t ldv, const float *p, int64_t ldp,
-                                const float *dy, int64_t ldy, float *dq, int64_t lddq, float *dk,
+                                const float *v, int64_t ldv, const float *p, const float *pd,
+                                int64_t ldp, const float *dy, int64_t ldy, float *dq, int64_t lddq, float *dk,
                                 int64_t lddk, float *dv, int64_t lddv, int64_t t, int64_t hd,
                                 float scale, float *vt, float *ds, bool accumulate)
 {
@@ -324,8 +368,13 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
             const int64_t n_keys = i0 + nr;
             float *dst = ds + i0 * ldp;
             tile_scores(dy + i0 * ldy, ldy, nr, vt, ldvt, n_keys, hd, 1.0f, dst, ldp); /* dP */
-            for (int r = 0; r < nr; r++)
-                score_gradient_row(p + (i0 + r) * ldp, dst + r * ldp, i0 + r, n_keys, scale);
+            for (int r = 0; r < nr; r++) {
+                const int64_t row = (i0 + r) * ldp;
+                if (pd)
+                    score_gradient_row_dropped(p + row, pd + row, dst + r * ldp, i0 + r, n_keys, scale);
+                else
+                    score_gradient_row(p + row, dst + r * ldp, i0 + r, n_keys, scale);
+            }
             if (dq)
                 tile_weighted_rows(dst, ldp, nr, k, ldk, n_keys, hd, dq + i0 * lddq, lddq, accumulate);
         }
@@ -335,6 +384,6 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
         if (dk)
             tile_weighted_rows_t(ds, ldp, j0, nr, t, q, ldq, hd, dk + j0 * lddk, lddk, accumulate);
         if (dv)
-            tile_weighted_rows_t(p, ldp, j0, nr, t, dy, ldy, hd, dv + j0 * lddv, lddv, accumulate);
+            tile_weighted_rows_t(pd ? pd : p, ldp, j0, nr, t, dy, ldy, hd, dv + j0 * lddv, lddv, accumulate);
     }
 }
