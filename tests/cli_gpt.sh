@@ -96,6 +96,18 @@ expect_text err "12 tokens in"
 expect_text err "(prompt of 2 tokens)"
 run generate --weights "$FIXTURE/model_f16.safetensors" --tokenizer "$FIXTURE" --prompt "the fox" --tokens 5
 expect_status 0
+# <|endoftext|> in the prompt is one token; a model that draws it next ends the text there
+run generate --weights "$FIXTURE/model.safetensors" --tokenizer "$FIXTURE" --prompt "the<|endoftext|>fox" \
+    --tokens 3 --temperature 0 --no-echo --stats
+expect_status 0
+expect_text err "(prompt of 3 tokens)"
+run generate --weights "$FIXTURE/model_ends.safetensors" --tokenizer "$FIXTURE" --prompt "the fox" --tokens 20 \
+    --stats
+expect_status 0
+expect_text err "0 tokens in"
+expect_text err "ended by <|endoftext|>"
+[ "$(cat "$TMP/out")" = "the fox" ] || fail "$last: wrote more than the prompt: $(cat "$TMP/out")"
+checks=$((checks + 1))
 # without config.json the head count must be given
 cp "$FIXTURE/model.safetensors" "$TMP/hf.safetensors"
 run generate --weights "$TMP/hf.safetensors" --tokenizer "$FIXTURE" --prompt "the" --tokens 3

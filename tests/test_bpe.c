@@ -1,7 +1,8 @@
 /* GPT-2's byte-level BPE: the tiny tokenizer of tests/fixtures/gpt2_tiny (256 byte
  * symbols, 40 merges, <|endoftext|>) encodes the fixture's strings (contractions, digits,
- * runs of spaces and newlines, accents, symbols, emoji, numbers of other scripts) to the
- * ids of the Python reference in tests/fixtures/gen_gpt.py; decoding gives back the
+ * runs of spaces and newlines, accents, symbols, emoji, numbers of other scripts,
+ * <|endoftext|> as its one token) to the ids of the Python reference in
+ * tests/fixtures/gen_gpt.py; a vocabulary without <|endoftext|> reads it as text; decoding gives back the
  * bytes of any input, invalid UTF-8 included; malformed vocab.json and merges.txt give
  * messages naming the file and the line or entry. */
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static void test_fixture_cases(void)
         return;
     CHECK(em_bpe_vocab_size(b) == 297 && em_bpe_merge_count(b) == 40);
     CHECK(em_bpe_find(b, "<|endoftext|>") == 296 && em_bpe_find(b, "!") == 0 && em_bpe_find(b, "nope") == -1);
+    CHECK(em_bpe_end_of_text(b) == 296);
     size_t len;
     const char *eot = em_bpe_token_bytes(b, 296, &len);
     CHECK(eot && len == 13 && memcmp(eot, "<|endoftext|>", 13) == 0);
@@ -47,7 +49,7 @@ static void test_fixture_cases(void)
 
     em_st_file *f = test_fixture("gpt2_tiny");
     int cases = atoi(em_st_metadata(f, "bpe.count"));
-    CHECK(cases == 8);
+    CHECK(cases == 9);
     for (int i = 0; i < cases; i++) {
         char key[64];
         snprintf(key, sizeof key, "bpe.%d.text", i);
@@ -156,6 +158,16 @@ static void test_malformed(void)
     /* the good pair loads */
     em_bpe *b = em_bpe_load(write_file("vocab.json", good), write_file("merges.txt", merges));
     CHECK_MSG(b && em_bpe_vocab_size(b) == 258 && em_bpe_merge_count(b) == 2, "%s", ember_last_error());
+    /* without <|endoftext|> in the vocabulary, it is ordinary text */
+    if (b) {
+        CHECK(em_bpe_end_of_text(b) == -1);
+        int32_t *ids = NULL;
+        int64_t n = em_bpe_encode(b, "<|endoftext|>", 13, &ids);
+        /* no merge applies: one token per byte */
+        CHECK_MSG(n == 13 && ids[0] == em_bpe_find(b, "<") && ids[12] == em_bpe_find(b, ">"),
+                  "<|endoftext|> as text: %lld ids", (long long)n);
+        free(ids);
+    }
     em_bpe_free(b);
 
     expect_failure("{\"a\": 1,\n \"b\": }", merges, "vocab.json:2:");

@@ -5,7 +5,8 @@
  * echoed first, so stdout holds the whole text. With a GPT-2 tokenizer the prompt is
  * BPE-encoded and tokens are decoded to their bytes. A stop sequence ends the text
  * where it appears; bytes that might begin it are held back until they cannot, so the
- * stop sequence itself is never written. */
+ * stop sequence itself is never written. A tokenizer's <|endoftext|> ends the text too,
+ * as it ends a GPT-2 document. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,11 @@ static const char generate_details[] =
     "GPT-2 tokenizer (a directory with vocab.json and merges.txt): the prompt's bytes go\n"
     "in as they are, and each sampled token comes out as it is drawn. --temperature 0\n"
     "always takes the most likely token; --top-k and --top-p restrict the draw to the most\n"
-    "likely ones. The same seed gives the same text. --stop ends the text before the first\n"
-    "occurrence of the sequence in it (\\n, \\t, \\r, \\\\ and \\xHH are read as escapes).\n"
+    "likely ones. With a tokenizer, <|endoftext|> in the prompt is that token, and the text\n"
+    "ends when the model draws it. The same seed gives the same text. --stop ends the text\n"
+    "before the first occurrence of the sequence in it (\\n, \\t, \\r, \\\\ and \\xHH are read as\n"
+    "escapes).\n"
+
     "A prompt longer than a gpt's context is cut to its latest tokens (with a note).\n";
 
 static const char generate_examples[] =
@@ -44,7 +48,8 @@ typedef struct stream {
     size_t stop_len;
     char *held;           /* the generated text's latest bytes that begin stop */
     size_t held_len;
-    bool stopped;
+    bool stopped;         /* by the stop sequence */
+    bool ended;           /* by the tokenizer's end-of-text token */
 } stream;
 
 static void put_bytes(stream *s, const char *bytes, size_t n)
@@ -81,6 +86,10 @@ static int write_token(void *user, int32_t token)
     char text[32];
     const char *bytes = text;
     size_t n = 1;
+    if (s->bpe && token == em_bpe_end_of_text(s->bpe)) {
+        s->ended = true;
+        return 1;
+    }
     if (s->bpe) {
         bytes = em_bpe_token_bytes(s->bpe, token, &n);
     } else if (token < 256) {
@@ -197,7 +206,7 @@ int cmd_generate_main(int argc, char **argv, int first)
     int32_t *ids = NULL;
     em_model *model = NULL;
     em_bpe *bpe = NULL;
-    stream out = {stdout, 0, NULL, NULL, 0, NULL, 0, false};
+    stream out = {.out = stdout};
     if (stop_text) {
         out.stop = unescape(stop_text, &out.stop_len);
         out.held = malloc(out.stop_len + 1);
@@ -290,7 +299,7 @@ int cmd_generate_main(int argc, char **argv, int first)
     }
     if (stats)
         fprintf(stderr, "%lld tokens in %.3f s: %.0f tokens/s (prompt of %zu tokens)%s\n", (long long)out.written, seconds,
-                seconds > 0 ? (double)out.written / seconds : 0.0, n, out.stopped ? ", stopped by --stop" : "");
+                seconds > 0 ? (double)out.written / seconds : 0.0, n, out.stopped ? ", stopped by --stop" : out.ended ? ", ended by <|endoftext|>" : "");
     exit_status = EXIT_OK;
     goto done;
 fail:

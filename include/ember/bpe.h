@@ -8,7 +8,9 @@
  * tokens and applies the merges by rank. Letters and numbers are Unicode's general
  * categories L and N (tables generated from the Unicode database), white space what
  * Python's str.isspace accepts; bytes that are not valid UTF-8 count as symbols. Decoding
- * maps tokens back to their bytes, so decode(encode(text)) == text for any bytes. */
+ * maps tokens back to their bytes, so decode(encode(text)) == text for any bytes.
+ * "<|endoftext|>" in a text is that one token when the vocabulary has it (as Hugging
+ * Face's GPT-2 tokenizer reads it); the text on each side is split on its own. */
 #ifndef EMBER_BPE_H
 #define EMBER_BPE_H
 
@@ -41,6 +43,8 @@ int64_t em_bpe_encode(const em_bpe *b, const char *text, size_t len, int32_t **i
 const char *em_bpe_token_bytes(const em_bpe *b, int32_t id, size_t *len);
 /* The id of a token written as in vocab.json ("<|endoftext|>"), or -1. */
 int32_t em_bpe_find(const em_bpe *b, const char *token);
+/* The id of <|endoftext|>, or -1 when the vocabulary has none. */
+int32_t em_bpe_end_of_text(const em_bpe *b);
 
 #ifdef __cplusplus
 }

@@ -33,7 +33,13 @@ struct em_bpe {
     int64_t merge_cap, merge_count;
     int32_t byte_token[256]; /* the single-byte token of each byte */
     int16_t byte_of[STAND_INS]; /* stand-in code point -> byte, -1 for none */
+    int32_t end_of_text;     /* the id of <|endoftext|>, NO_ID when the vocabulary has none */
 };
+
+/* GPT-2's one special token: written in a text, it is that token, not its characters
+ * (as Hugging Face's tokenizer reads it). */
+static const char END_OF_TEXT[] = "<|endoftext|>";
+#define END_OF_TEXT_LEN (sizeof END_OF_TEXT - 1)
 
 /* ---- GPT-2's printable stand-ins for bytes --------------------------------------- */
 
@@ -439,6 +445,7 @@ em_bpe *em_bpe_load(const char *vocab_path, const char *merges_path)
         em_bpe_free(b);
         return NULL;
     }
+    b->end_of_text = em_bpe_find(b, END_OF_TEXT);
     return b;
 }
 
@@ -465,6 +472,7 @@ em_bpe *em_bpe_load_dir(const char *dir)
 
 int64_t em_bpe_vocab_size(const em_bpe *b) { return b ? b->vocab_size : 0; }
 int64_t em_bpe_merge_count(const em_bpe *b) { return b ? b->merge_count : 0; }
+int32_t em_bpe_end_of_text(const em_bpe *b) { return b ? b->end_of_text : NO_ID; }
 
 const char *em_bpe_token_bytes(const em_bpe *b, int32_t id, size_t *len)
 {
@@ -550,6 +558,17 @@ static int64_t merge_piece(const em_bpe *b, int32_t *sym, int64_t n)
     return n;
 }
 
+/* Where the next <|endoftext|> from i begins, or len. */
+static size_t special_at(const em_bpe *b, const unsigned char *s, size_t len, size_t i)
+{
+    if (b->end_of_text == NO_ID)
+        return len;
+    for (; i + END_OF_TEXT_LEN <= len; i++)
+        if (s[i] == '<' && memcmp(s + i, END_OF_TEXT, END_OF_TEXT_LEN) == 0)
+            return i;
+    return len;
+}
+
 int64_t em_bpe_encode(const em_bpe *b, const char *text, size_t len, int32_t **ids)
 {
     if (!b || !ids || (!text && len))
@@ -563,12 +582,20 @@ int64_t em_bpe_encode(const em_bpe *b, const char *text, size_t len, int32_t **i
     const unsigned char *s = (const unsigned char *)text;
     int64_t count = 0;
     for (size_t i = 0; i < len;) {
-        size_t end = piece_end(s, len, i);
-        int64_t first = count;
-        for (size_t k = i; k < end; k++)
-            out[count++] = b->byte_token[s[k]];
-        count = first + merge_piece(b, out + first, count - first);
-        i = end;
+        /* the text up to the next end-of-text token splits into pieces on its own */
+        const size_t span = special_at(b, s, len, i);
+        while (i < span) {
+            size_t end = piece_end(s, span, i);
+            int64_t first = count;
+            for (size_t k = i; k < end; k++)
+                out[count++] = b->byte_token[s[k]];
+            count = first + merge_piece(b, out + first, count - first);
+            i = end;
+        }
+        if (span < len) {
+            out[count++] = b->end_of_text;
+            i = span + END_OF_TEXT_LEN;
+        }
     }
     *ids = out;
     return count;
