@@ -1,6 +1,7 @@
 #!/bin/sh
 # GPT models from the command line: a tiny gpt trains on a text file with AdamW, a
-# cosine schedule with warm-up and gradient clipping (bits per byte reported), saves a
+# cosine schedule with warm-up and gradient clipping (bits per byte reported; GPT-2's
+# set-up is the default, each option given replacing its part), saves a
 # GPT-2-format file (Hugging Face names) that ember generate samples from through the
 # key/value cache (seeded, greedy, --stop, prompts longer than the context); the
 # miniature Hugging Face GPT-2 of tests/fixtures/gpt2_tiny generates with its BPE
@@ -43,6 +44,24 @@ for name in wte.weight wpe.weight h.0.ln_1.weight h.1.attn.c_attn.weight h.1.att
     h.0.mlp.c_fc.weight ln_f.bias lm_head.weight "[32, 96]"; do
     expect_text out "$name"
 done
+
+# GPT-2's training set-up by default; an option given replaces its default only
+run train "$TMP/gpt.ember" --data "text:$TMP/fox.txt" --steps 30 --progress quiet --threads 1 --no-log
+expect_status 0
+expect_text out "adamw lr 0.001, batch 16 x 32 bytes"
+expect_text out "with cosine schedule (per step) after 3 steps of warm-up, weight decay 0.1, gradient norm clipped to 1, 1 parameter group"
+run train "$TMP/gpt.ember" --data "text:$TMP/fox.txt" --steps 30 --warmup 7 --weight-decay 0.2 --batch 4 \
+    --seq-len 16 --progress quiet --threads 1 --no-log
+expect_status 0
+expect_text out "adamw lr 0.001, batch 4 x 16 bytes"
+expect_text out "with cosine schedule (per step) after 7 steps of warm-up, weight decay 0.2, gradient norm clipped to 1"
+expect_no_text out "parameter group"
+run train "$TMP/gpt.ember" --data "text:$TMP/fox.txt" --steps 30 --optimizer adam --schedule constant \
+    --clip-value 5 --progress quiet --threads 1 --no-log
+expect_status 0
+expect_text out "adam lr 0.001, batch 16 x 32 bytes"
+expect_text out "with gradients clamped to ±5"
+expect_no_text out "parameter group"
 
 # windows longer than the context
 run train "$TMP/gpt.ember" --data "text:$TMP/fox.txt" --seq-len 33 --steps 1 --progress quiet

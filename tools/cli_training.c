@@ -304,6 +304,10 @@ void cli_training_describe(const em_train_opts *o, char *buf, size_t cap)
     } while (0)
     if (o->schedule.kind != EM_SCHEDULE_CONSTANT)
         ADD("%s schedule (per %s)", em_schedule_name(o->schedule.kind), o->schedule.per_step ? "step" : "epoch");
+    if (o->schedule.kind == EM_SCHEDULE_COSINE && o->schedule.warmup > 0)
+        ADD(" after %lld %s of warm-up", (long long)o->schedule.warmup, o->schedule.per_step ? "steps" : "epochs");
+    if (o->optim.weight_decay > 0)
+        ADD("%sweight decay %g", n ? ", " : "", (double)o->optim.weight_decay);
     if (o->clip_grad_norm > 0)
         ADD("%sgradient norm clipped to %g", n ? ", " : "", o->clip_grad_norm);
     if (o->clip_grad_value > 0)

@@ -31,7 +31,11 @@ static const char train_details[] =
     "  fortunes            text: Debian's fortunes corpus, bytes as tokens (a language\n"
     "                      model: models/lstm.ember); its last --val-split (10%) is the\n"
     "                      validation text; figures in bits per byte and perplexity;\n"
-    "                      Adam, lr 2e-3 and batch 32 unless given (W3's set-up)\n"
+    "                      Adam, lr 2e-3 and batch 32 unless given (W3's set-up); a gpt\n"
+    "                      (models/gpt.ember) as GPT-2 trains: AdamW, lr 1e-3, weight\n"
+    "                      decay 0.1 on matrices, cosine schedule after a warm-up of a\n"
+    "                      tenth of the run (at most 100 steps), clip-norm 1, batch 16,\n"
+    "                      windows as long as its context; options given replace these\n"
     "  text:FILE           text: a file's bytes, likewise\n"
     "Data whose items hold as many values as the model's input but in another layout\n"
     "(784 vs 1x28x28) is reshaped to the model's input.\n";
@@ -165,14 +169,14 @@ int cmd_train_main(int argc, char **argv, int first)
 
     /* Without --data, a model that takes tokens (an embedding first) trains on the
      * default text, any other on the default images. */
-    if (!args_given(&spec, "data")) {
-        em_model *peek = em_model_load(model_path, 0);
-        if (!peek)
-            return cli_library_error();
-        if (em_model_vocab_size(peek) > 0)
-            data_spec = "fortunes";
-        em_model_free(peek);
-    }
+    em_model *peek = em_model_load(model_path, 0);
+    if (!peek)
+        return cli_library_error();
+    if (!args_given(&spec, "data") && em_model_vocab_size(peek) > 0)
+        data_spec = "fortunes";
+    em_gpt_config gpt;
+    const bool is_gpt = em_model_is_gpt(peek) && em_model_gpt_config(peek, &gpt) == EM_OK;
+    em_model_free(peek);
     const bool text = em_text_is_spec(data_spec);
     static const char *const text_only[] = {"seq-len", "steps", "windows", "eval-every", "eval-bytes", "val-chunk"};
     for (size_t i = 0; !text && i < sizeof text_only / sizeof text_only[0]; i++)
@@ -180,18 +184,37 @@ int cmd_train_main(int argc, char **argv, int first)
             return args_usage_error(&spec, "--%s applies to text (--data fortunes or text:FILE)", text_only[i]);
     if (text && !args_given(&spec, "val-split"))
         training.val_split = 0.1;
-    /* Text defaults to W3's set-up: Adam, lr 2e-3, batch 32. */
+    /* Text defaults to W3's set-up: Adam, lr 2e-3, batch 32. A gpt trains as GPT-2 does:
+     * AdamW, lr 1e-3 and weight decay 0.1 on the matrices, a cosine schedule after a linear
+     * warm-up (a tenth of the run, at most 100 steps), gradient norms clipped to 1, batches
+     * of 16 windows as long as the context. Each option given replaces its default. */
+    const bool gpt_defaults = text && is_gpt;
     if (text && !args_given(&spec, "optimizer"))
-        training.optimizer = EM_OPTIM_ADAM;
+        training.optimizer = gpt_defaults ? EM_OPTIM_ADAMW : EM_OPTIM_ADAM;
     if (text && !args_given(&spec, "batch"))
-        run.batch = 32;
+        run.batch = gpt_defaults ? 16 : 32;
+    if (gpt_defaults) {
+        if (!args_given(&spec, "seq-len"))
+            seq_len = gpt.context;
+        if (!args_given(&spec, "schedule"))
+            training.schedule = EM_SCHEDULE_COSINE;
+        if (!args_given(&spec, "clip-norm") && !args_given(&spec, "clip-value"))
+            training.clip_norm = 1.0;
+        /* the default decay reaches the matrices only, not biases and LayerNorm gains */
+        if (training.optimizer == EM_OPTIM_ADAMW && !args_given(&spec, "weight-decay") &&
+            !args_given(&spec, "param-group"))
+            training.no_decay_bias_norm = true;
+    }
+    const bool warmup_auto = gpt_defaults && training.schedule == EM_SCHEDULE_COSINE && !args_given(&spec, "warmup");
 
     em_train_opts opts = em_train_defaults();
     status = cli_training_apply(&training, &spec, true, &opts);
     if (status >= 0)
         return status;
     if (text && !args_given(&spec, "optimizer") && !args_given(&spec, "lr"))
-        opts.optim.lr = 2e-3f;
+        opts.optim.lr = gpt_defaults ? 1e-3f : 2e-3f;
+    if (gpt_defaults && opts.optimizer == EM_OPTIM_ADAMW && !args_given(&spec, "weight-decay"))
+        opts.optim.weight_decay = 0.1f;
     em_optim_kind kind = opts.optimizer;
     if (no_log && (log_dir || plot_path || metrics_path))
         return args_usage_error(&spec, "--no-log contradicts --log-dir, --plot and --metrics");
@@ -232,6 +255,7 @@ int cmd_train_main(int argc, char **argv, int first)
             .val_chunk = val_chunk,
             .sequential = windows == 1,
             .val_fraction = opts.val_split,
+            .warmup_auto = warmup_auto,
         };
         return train_text_main(&t, &opts);
     }

@@ -10,6 +10,7 @@
 #include "args.h"
 #include "cli_common.h"
 #include "cli_stop.h"
+#include "cli_training.h"
 #include "train_text.h"
 
 static void print_figures(const char *what, const em_lm_figures *f)
@@ -50,6 +51,14 @@ int train_text_main(const cli_text_options *t, em_train_opts *train)
     o.order = t->sequential ? EM_TEXT_SEQUENTIAL : EM_TEXT_RANDOM;
     o.eval_every = t->eval_every;
     o.eval_bytes = t->eval_bytes;
+    if (t->warmup_auto) {
+        em_text_windows *w = em_text_windows_new(train_text, o.train.batch_size, o.seq_len, o.order, o.train.seed);
+        if (!w)
+            goto fail;
+        const int64_t total = o.steps > 0 ? o.steps : em_text_windows_per_pass(w) * o.train.epochs;
+        em_text_windows_free(w);
+        o.train.schedule.warmup = total / 10 < 100 ? total / 10 : 100;
+    }
 
     printf("model %s: %lld parameters; text %s: %lld training bytes, %lld validation bytes (%s); %s lr %g, "
            "batch %lld x %lld bytes, %d thread%s\n",
@@ -58,6 +67,10 @@ int train_text_main(const cli_text_options *t, em_train_opts *train)
            t->val_chunk > 0 ? "a seeded choice of chunks" : "the end of the text", em_optim_name(o.train.optimizer),
            (double)o.train.optim.lr, (long long)o.train.batch_size, (long long)o.seq_len, em_num_threads(),
            em_num_threads() == 1 ? "" : "s");
+    char setup[512];
+    cli_training_describe(&o.train, setup, sizeof setup);
+    if (setup[0])
+        printf("with %s\n", setup);
     printf("unigram entropy: %.4f bits/byte on the training text, %.4f on the validation text\n",
            em_text_unigram_bits(train_text), em_text_unigram_bits(val_text));
     fflush(stdout);

@@ -13,6 +13,7 @@ typedef struct cli_text_options {
     int64_t seq_len, steps, eval_every, eval_bytes, val_chunk;
     bool sequential;
     double val_fraction;
+    bool warmup_auto; /* the cosine schedule's warm-up: a tenth of the run, at most 100 steps */
 } cli_text_options;
 
 /* Runs the training with `train` (as cli_training_apply and cmd_train filled it);
