@@ -104,8 +104,9 @@ static void attention_forward(const attn_saved *a, float *y, float *probs)
         const float *qh = a->q.data + b * a->q.batch_stride + h * hd;
         const float *kh = a->k.data + b * a->k.batch_stride + h * hd;
         const float *vh = a->v.data + b * a->v.batch_stride + h * hd;
-        const em_attention_dropout d =
-            pair_dropout(a, pair, probs ? a->dropped + pair * t * ldp : p + EM_ATTENTION_TILE * ldp);
+        em_attention_dropout d;
+        if (drop)
+            d = pair_dropout(a, pair, probs ? a->dropped + pair * t * ldp : p + EM_ATTENTION_TILE * ldp);
         em_attention_transpose(kh, a->k.row_stride, t, hd, kt, ldk);
         em_attention_rows_forward(qh, a->q.row_stride, 0, t, kt, ldk, vh, a->v.row_stride,
                                   y + b * t * c + h * hd, c, p, ldp, probs == NULL, hd, scale,
