@@ -153,8 +153,9 @@ static void test_pytorch_parity(void)
         em_model_zero_grad(m);
         CHECK(em_model_find(m, "1.weight")->grad[0] == 0.0f);
         em_model_set_training(m, false);
-        test_tensor_close("mlp logits (eval)", em_forward(m, test_fixture_tensor(f, "mlp.x")), want->data, 1e-6,
-                          1e-5);
+        /* the fixture's tensors lived in the step that ended: read them again */
+        test_tensor_close("mlp logits (eval)", em_forward(m, test_fixture_tensor(f, "mlp.x")),
+                          test_fixture_tensor(f, "mlp.out")->data, 1e-6, 1e-5);
         em_step_end();
     }
     em_model_free(m);

@@ -242,7 +242,8 @@ static void test_accumulation(void)
     em_rng rng;
     em_rng_seed(&rng, 12);
     em_init_normal(x, &rng, 0.0f, 1.0f);
-    em_tensor *t = em_tensor_zeros2(NULL, 3, 4);
+    /* in the test's arena: the target outlives the em_step_end below */
+    em_tensor *t = em_tensor_zeros2(arena, 3, 4);
     const int32_t labels[3] = {1, 3, 0};
     float ce_grad[12], mse_grad[12];
     CHECK(em_backward(em_cross_entropy(x, labels, 0.1f)) == EM_OK);

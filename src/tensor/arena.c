@@ -7,6 +7,27 @@
 
 #include "ember/error.h"
 
+/* Under AddressSanitizer the bytes of a chunk that are not handed out (never yet, or no
+ * longer since a reset) are poisoned, so that a tensor used after the step that made it
+ * ended (em_step_end resets the step arena), or an access past the end of a block into
+ * the chunk's free space, is reported where it happens instead of reading whatever the
+ * next step wrote there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_POISONS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_POISONS 1
+#endif
+#endif
+#ifdef ARENA_POISONS
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 typedef struct chunk {
     struct chunk *next;
     size_t capacity;
@@ -67,6 +88,7 @@ static chunk *chunk_new(em_arena *a, size_t min_bytes)
     c->used = 0;
     c->untouched = 0;
     c->next = NULL;
+    POISON(c->base, capacity);
     a->reserved += capacity;
     a->system_allocs++;
     return c;
@@ -90,6 +112,7 @@ void em_arena_destroy(em_arena *a)
         return;
     for (chunk *c = a->head; c;) {
         chunk *next = c->next;
+        UNPOISON(c->base, c->capacity);
         free(c);
         c = next;
     }
@@ -137,6 +160,7 @@ static void *arena_alloc(em_arena *a, size_t bytes, size_t *dirty)
         }
     }
     void *p = c->base + c->used;
+    UNPOISON(p, rounded);
     *dirty = c->untouched > c->used ? c->untouched - c->used : 0;
     c->used += rounded;
     if (c->untouched < c->used)
@@ -183,6 +207,7 @@ void em_arena_reset(em_arena *a)
         size_t peak = a->used > a->reserved ? a->used : a->reserved;
         for (chunk *c = a->head; c;) {
             chunk *next = c->next;
+            UNPOISON(c->base, c->capacity);
             free(c);
             c = next;
         }
@@ -193,6 +218,7 @@ void em_arena_reset(em_arena *a)
         a->head = chunk_new(a, peak); /* on failure the next alloc retries small */
         a->chunk_bytes = saved > peak ? saved : peak;
     } else {
+        POISON(a->head->base, a->head->used);
         a->head->used = 0;
     }
     a->used = 0;
