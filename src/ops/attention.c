@@ -96,7 +96,7 @@ static void attention_forward(const attn_saved *a, float *y, float *probs)
     attn_scratch s;
     if (scratch_alloc(&s, threads, hd * ldk + tiles * EM_ATTENTION_TILE * ldp) != EM_OK)
         return;
-#pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t pair = 0; pair < pairs; pair++) {
         const int64_t b = pair / a->heads, h = pair % a->heads;
         float *kt = s.base + omp_get_thread_num() * s.per_thread;
@@ -130,7 +130,7 @@ static void attention_backward(const attn_saved *a, const float *dy, bool accumu
     attn_scratch s;
     if (scratch_alloc(&s, threads, hd * em_attention_padded(t) + t * ldp) != EM_OK)
         return;
-#pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t pair = 0; pair < pairs; pair++) {
         const int64_t b = pair / a->heads, h = pair % a->heads;
         float *vt = s.base + omp_get_thread_num() * s.per_thread;

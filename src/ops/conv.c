@@ -506,7 +506,7 @@ static int unfolded_forward(const conv_geom *gp, const float *x, const float *w,
     }
     const int64_t in_image = g.c * g.h * g.w, out_image = g.o * g.p;
     const bool fused = product_fuses_epilogue(&g, act, pre, y);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         float *col = col_all ? col_all + (size_t)omp_get_thread_num() * (size_t)(g.k * g.p) : NULL;
 #pragma omp for schedule(static)
@@ -627,7 +627,7 @@ static int unfolded_pool_images(const conv_geom *gp, const float *x, const float
         return EM_ERR;
     const int64_t in_image = g.c * g.h * g.w, pooled = g.o * pg->oh * pg->ow;
     const bool fused = product_fuses_epilogue(&g, act, NULL, NULL);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         float *col = scratch + (size_t)omp_get_thread_num() * (col_floats + image), *y = col + col_floats;
 #pragma omp for schedule(static)
@@ -707,7 +707,7 @@ static void conv_pool_backward(em_node *node)
     if (!scratch)
         return;
     const float *dy = node->out->grad, *pooled = node->out->data;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         float *dz = scratch + (size_t)omp_get_thread_num() * per_thread;
         float *col = dz + out_image, *dw = col + (g->direct ? 0 : g->k * g->p), *db = dw + wsize;
@@ -866,7 +866,7 @@ static void conv_backward(em_node *node)
         return;
     const float *y = out->data, *dy = out->grad;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         float *cursor = scratch + (size_t)omp_get_thread_num() * per_thread;
         float *col = NULL, *dcol = NULL, *dz_buf = NULL, *dw = NULL, *db = NULL;

@@ -805,7 +805,7 @@ static int winograd_forward(const conv_geom *g, const wino_plan *pp, const float
     const bool fused_relu = act == EM_ACT_RELU && pre == y;
     const int64_t out_image = g->o * g->p;
     const int o = (int)g->o, c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         wino_work wk;
         thread_work(g, &p, &z, scratch, omp_get_thread_num(), &wk);
@@ -959,7 +959,7 @@ int em_conv_winograd_infer_pooled(const conv_geom *g, const float *x, const floa
     if (!scratch || !images || !bias_padded)
         return EM_ERR;
     const int64_t in_image = g->c * g->h * g->w, pooled = g->o * ep->pool->oh * ep->pool->ow;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num();
         wino_work wk;
@@ -1025,7 +1025,7 @@ int em_conv_winograd_backward(const conv_saved *s, em_tensor *x, em_tensor *w, e
         return EM_ERR;
     const int o = (int)g->o, c = (int)g->c, cp = (int)p.cp, op = (int)p.op;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
     {
         wino_work wk;
         thread_work(g, &p, &z, scratch, omp_get_thread_num(), &wk);

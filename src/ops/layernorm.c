@@ -111,7 +111,7 @@ static void layer_norm_backward(em_node *node)
         if (!partial)
             return;
     }
-#pragma omp parallel if (parallel) num_threads(max_threads)
+#pragma omp parallel num_threads(max_threads)
     {
         const int tid = omp_get_thread_num();
         float *dw_part = partial ? partial + (size_t)tid * 2 * (size_t)dim : NULL;
