@@ -321,35 +321,21 @@ void em_attention_rows_forward(const float *q, int64_t ldq, int64_t first, int64
     }
 }
 
-/* Row i of dS from dP in place: dS_j = scale·P_j·(dP_j - Σ_k P_k·dP_k) for j <= i,
- * zero for i < j < n_row. P is zero past i up to i+1 rounded up to 16 (softmax_tile),
- * so whole vectors can be used. */
-static void score_gradient_row(const float *p, float *ds, int64_t i, int64_t n_row, float scale)
+/* Row i of dS from dP in place, where w are the probabilities that weighted the values:
+ * P itself, or after dropout pd = P·M/(1-p), whose gradient for P_j is dP_j·M_j/(1-p), so
+ * that P_j times it is w_j·dP_j either way:
+ *   dS_j = scale·(w_j·dP_j - P_j·Σ_k w_k·dP_k) for j <= i, zero for i < j < n_row.
+ * P and w are zero past i up to i+1 rounded up to 16 (softmax_tile, dropout_tile), so
+ * whole vectors can be used. */
+static void score_gradient_row(const float *p, const float *w, float *ds, int64_t i, int64_t n_row, float scale)
 {
     const int64_t n_vec = round_up_vec(i + 1);
     em_vf16 dv = {0};
     for (int64_t j = 0; j < n_vec; j += VEC)
-        dv += em_load16(p + j) * em_load16(ds + j);
+        dv += em_load16(w + j) * em_load16(ds + j);
     const float dot = hsum16(dv);
     for (int64_t j = 0; j < n_vec; j += VEC)
-        em_store16(ds + j, scale * em_load16(p + j) * (em_load16(ds + j) - dot));
-    for (int64_t j = i + 1; j < n_row; j++)
-        ds[j] = 0.0f;
-}
-
-/* The same after dropout, whose dropped probabilities pd (P·M/(1-p)) weighted the values:
- * the gradient of P_j is dP_j·M_j/(1-p), so P_j times it is pd_j·dP_j, and
- * dS_j = scale·(pd_j·dP_j - P_j·Σ_k pd_k·dP_k). */
-static void score_gradient_row_dropped(const float *p, const float *pd, float *ds, int64_t i, int64_t n_row,
-                                       float scale)
-{
-    const int64_t n_vec = round_up_vec(i + 1);
-    em_vf16 dv = {0};
-    for (int64_t j = 0; j < n_vec; j += VEC)
-        dv += em_load16(pd + j) * em_load16(ds + j);
-    const float dot = hsum16(dv);
-    for (int64_t j = 0; j < n_vec; j += VEC)
-        em_store16(ds + j, scale * (em_load16(pd + j) * em_load16(ds + j) - em_load16(p + j) * dot));
+        em_store16(ds + j, scale * (em_load16(w + j) * em_load16(ds + j) - em_load16(p + j) * dot));
     for (int64_t j = i + 1; j < n_row; j++)
         ds[j] = 0.0f;
 }
@@ -370,10 +356,7 @@ void em_attention_head_backward(const float *q, int64_t ldq, const float *k, int
             tile_scores(dy + i0 * ldy, ldy, nr, vt, ldvt, n_keys, hd, 1.0f, dst, ldp); /* dP */
             for (int r = 0; r < nr; r++) {
                 const int64_t row = (i0 + r) * ldp;
-                if (pd)
-                    score_gradient_row_dropped(p + row, pd + row, dst + r * ldp, i0 + r, n_keys, scale);
-                else
-                    score_gradient_row(p + row, dst + r * ldp, i0 + r, n_keys, scale);
+                score_gradient_row(p + row, (pd ? pd : p) + row, dst + r * ldp, i0 + r, n_keys, scale);
             }
             if (dq)
                 tile_weighted_rows(dst, ldp, nr, k, ldk, n_keys, hd, dq + i0 * lddq, lddq, accumulate);
