@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks that the Debian packages a target needs are installed. As root with apt-get,
 # installs what is missing; otherwise prints the exact command and fails.
-# Usage: scripts/deps.sh build|run|test|bench
+# Usage: scripts/deps.sh build|run|test|bench|sanitize|clang
 set -eu
 
 build="cmake make gcc pkg-config libopenblas-openmp-dev libcjson-dev zlib1g-dev libcairo2-dev libpng-dev"
@@ -11,7 +11,8 @@ case "${1:-build}" in
   test)  want="$build dataset-fashion-mnist fortunes" ;;
   bench) want="$build dataset-fashion-mnist fortunes python3-torch python3-pil hyperfine time" ;;
   sanitize) want="$build dataset-fashion-mnist fortunes clang libclang-rt-14-dev" ;;
-  *) echo "usage: $0 build|run|test|bench|sanitize" >&2; exit 2 ;;
+  clang) want="$build dataset-fashion-mnist fortunes clang libclang-rt-14-dev libomp-14-dev" ;;
+  *) echo "usage: $0 build|run|test|bench|sanitize|clang" >&2; exit 2 ;;
 esac
 
 missing=""
