@@ -274,6 +274,11 @@ def render(args):
         lines += [f"## {TITLES.get(w, w)}", ""]
         lines += RENDERERS.get(w, render_generic)(rec)
         lines.append("")
+        # figures of the same workload made by another script (bench/w2_seeds.sh), kept as written
+        extra = os.path.join(args.results_dir, f"{w}_extra.md")
+        if os.path.exists(extra):
+            with open(extra) as f:
+                lines += [f.read().strip(), ""]
     with open(args.output, "w") as f:
         f.write("\n".join(lines))
 
