@@ -56,6 +56,13 @@ static void beside(char *buf, size_t cap, const char *path, const char *extensio
     snprintf(buf, cap, "%.*s%s", (int)stem, path, extension);
 }
 
+/* Frees the model on an early way out; gives back the exit status. */
+static int release(em_model *model, int status)
+{
+    em_model_free(model);
+    return status;
+}
+
 static void print_final(const em_train_result *r, const em_dataset *test)
 {
     const em_epoch_stats *s = &r->last;
@@ -167,21 +174,22 @@ int cmd_train_main(int argc, char **argv, int first)
         return status;
     em_set_detect_anomaly(detect_anomaly);
 
-    /* Without --data, a model that takes tokens (an embedding first) trains on the
-     * default text, any other on the default images. */
-    em_model *peek = em_model_load(model_path, 0);
-    if (!peek)
+    /* The model is built first: what it is picks the defaults. Without --data, a model
+     * that takes tokens (an embedding first) trains on the default text, any other on
+     * the default images. */
+    em_model *model = em_model_load(model_path, (uint64_t)run.seed);
+    if (!model)
         return cli_library_error();
-    if (!args_given(&spec, "data") && em_model_vocab_size(peek) > 0)
+    if (!args_given(&spec, "data") && em_model_vocab_size(model) > 0)
         data_spec = "fortunes";
     em_gpt_config gpt;
-    const bool is_gpt = em_model_is_gpt(peek) && em_model_gpt_config(peek, &gpt) == EM_OK;
-    em_model_free(peek);
+    const bool is_gpt = em_model_is_gpt(model) && em_model_gpt_config(model, &gpt) == EM_OK;
     const bool text = em_text_is_spec(data_spec);
     static const char *const text_only[] = {"seq-len", "steps", "windows", "eval-every", "eval-bytes", "val-chunk"};
     for (size_t i = 0; !text && i < sizeof text_only / sizeof text_only[0]; i++)
         if (args_given(&spec, text_only[i]))
-            return args_usage_error(&spec, "--%s applies to text (--data fortunes or text:FILE)", text_only[i]);
+            return release(model, args_usage_error(&spec, "--%s applies to text (--data fortunes or text:FILE)",
+                                                    text_only[i]));
     if (text && !args_given(&spec, "val-split"))
         training.val_split = 0.1;
     /* Text defaults to W3's set-up: Adam, lr 2e-3, batch 32. A gpt trains as GPT-2 does:
@@ -210,14 +218,14 @@ int cmd_train_main(int argc, char **argv, int first)
     em_train_opts opts = em_train_defaults();
     status = cli_training_apply(&training, &spec, true, &opts);
     if (status >= 0)
-        return status;
+        return release(model, status);
     if (text && !args_given(&spec, "optimizer") && !args_given(&spec, "lr"))
         opts.optim.lr = gpt_defaults ? 1e-3f : 2e-3f;
     if (gpt_defaults && opts.optimizer == EM_OPTIM_ADAMW && !args_given(&spec, "weight-decay"))
         opts.optim.weight_decay = 0.1f;
     em_optim_kind kind = opts.optimizer;
     if (no_log && (log_dir || plot_path || metrics_path))
-        return args_usage_error(&spec, "--no-log contradicts --log-dir, --plot and --metrics");
+        return release(model, args_usage_error(&spec, "--no-log contradicts --log-dir, --plot and --metrics"));
     char log_metrics[4096], log_plot[4096];
     if (log_dir) {
         snprintf(log_metrics, sizeof log_metrics, "%s/metrics.csv", log_dir);
@@ -238,10 +246,10 @@ int cmd_train_main(int argc, char **argv, int first)
     /* Fails before any work when an output cannot be written. */
     if (log_dir && mkdir(log_dir, 0777) != 0 && errno != EEXIST) {
         em_error("--log-dir %s: cannot create it: %s", log_dir, strerror(errno));
-        return cli_library_error();
+        return release(model, cli_library_error());
     }
     if (cli_check_outputs(&opts) != EM_OK)
-        return cli_library_error();
+        return release(model, cli_library_error());
 
     if (text) {
         cli_text_options t = {
@@ -257,14 +265,11 @@ int cmd_train_main(int argc, char **argv, int first)
             .val_fraction = opts.val_split,
             .warmup_auto = warmup_auto,
         };
-        return train_text_main(&t, &opts);
+        return train_text_main(&t, model, &opts);
     }
 
     int exit_status = EXIT_LIBRARY_ERROR;
     em_dataset *train = NULL, *test = NULL;
-    em_model *model = em_model_load(model_path, (uint64_t)run.seed);
-    if (!model)
-        goto fail;
     if (cli_open_data(data_spec, test_spec, (int)label_column, false, &train, &test) != EM_OK)
         goto fail;
     if (cli_fit_dataset(model, model_path, train) != EM_OK)

@@ -18,13 +18,10 @@ static void print_figures(const char *what, const em_lm_figures *f)
     printf("%s %.4f bits/byte (perplexity %.3f)", what, f->bits_per_byte, f->perplexity);
 }
 
-int train_text_main(const cli_text_options *t, em_train_opts *train)
+int train_text_main(const cli_text_options *t, em_model *model, em_train_opts *train)
 {
     int exit_status = EXIT_LIBRARY_ERROR;
     em_text *all = NULL, *train_text = NULL, *val_text = NULL, *test_text = NULL;
-    em_model *model = em_model_load(t->model_path, train->seed);
-    if (!model)
-        goto fail;
     all = em_text_open(t->data_spec);
     if (!all)
         goto fail;

@@ -16,8 +16,8 @@ typedef struct cli_text_options {
     bool warmup_auto; /* the cosine schedule's warm-up: a tenth of the run, at most 100 steps */
 } cli_text_options;
 
-/* Runs the training with `train` (as cli_training_apply and cmd_train filled it);
- * returns the exit status. */
-int train_text_main(const cli_text_options *t, em_train_opts *train);
+/* Trains `model` (built from t->model_path with train->seed; freed here) with `train`
+ * (as cli_training_apply and cmd_train filled it); returns the exit status. */
+int train_text_main(const cli_text_options *t, em_model *model, em_train_opts *train);
 
 #endif
